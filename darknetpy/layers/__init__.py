@@ -1,0 +1,38 @@
+"""One module per Darknet section family; importing this package registers them all."""
+from . import (  # noqa: F401
+    activation,
+    avgpool,
+    batchnorm,
+    connected,
+    contrastive,
+    convolutional,
+    cost,
+    crnn,
+    crop,
+    deconvolutional,
+    detection,
+    dropout,
+    empty,
+    gaussian_yolo,
+    gru,
+    implicit,
+    l2norm,
+    local,
+    logistic,
+    lstm,
+    maxpool,
+    normalization,
+    region,
+    reorg,
+    rnn,
+    route,
+    sam,
+    scale_channels,
+    shortcut,
+    softmax,
+    upsample,
+    yolo,
+)
+from .base import BuildContext, DarknetLayer
+
+__all__ = ["BuildContext", "DarknetLayer"]

@@ -1,0 +1,189 @@
+"""``[yolo]``: the YOLOv3/v4 detection head.
+
+Darknet: ``src/parser.c:parse_yolo``, ``src/yolo_layer.c:make_yolo_layer/forward_yolo_layer``
+(darknet-reference.md §1.5, §3.5). Memory is ``[b][anchor][5+C][H][W]``; the output applies the
+logistic to x, y, objectness and classes (w, h stay raw); AlexeyAB then maps x and y through
+``S·v − (S−1)/2`` with ``S = scale_x_y``, and with ``new_coords=1`` applies no logistic at all
+(the conv before it already did).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from ..cfg import Section
+from ..errors import BadValueError, ShapeError
+from ..registry import register_section
+from .base import BuildContext, DarknetLayer
+
+__all__ = ["Yolo", "YoloOptions", "read_mask_and_anchors"]
+
+_IOU_KINDS = ("mse", "giou", "diou", "ciou")
+_NMS_KINDS = {"default": "default", "greedynms": "greedynms", "diounms": "diounms", "cornersnms": "cornersnms"}
+
+
+@dataclass(frozen=True)
+class YoloOptions:
+    """Every ``[yolo]`` key, with the flavour's defaults (the loss reads these)."""
+
+    classes: int
+    total: int
+    mask: tuple[int, ...]
+    anchors: tuple[float, ...]
+    max_boxes: int
+    jitter: float = 0.2
+    ignore_thresh: float = 0.5
+    truth_thresh: float = 1.0
+    random: float = 0.0
+    resize: float = 1.0
+    scale_x_y: float = 1.0
+    new_coords: int = 0
+    iou_normalizer: float = 0.75
+    obj_normalizer: float = 1.0
+    cls_normalizer: float = 1.0
+    delta_normalizer: float = 1.0
+    iou_loss: str = "mse"
+    iou_thresh_kind: str = "iou"
+    iou_thresh: float = 1.0
+    beta_nms: float = 0.6
+    nms_kind: str = "default"
+    focal_loss: int = 0
+    max_delta: float = float("inf")
+    label_smooth_eps: float = 0.0
+    objectness_smooth: int = 0
+    counters_per_class: tuple[int, ...] | None = None
+    show_details: int = 1
+    track_history_size: int = 5
+    uc_normalizer: float = 1.0  # Gaussian_yolo
+    yolo_point: str = "center"  # Gaussian_yolo
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def anchor(self, n: int) -> tuple[float, float]:
+        """Anchor (w, h) in input pixels of global anchor index ``n``."""
+        return self.anchors[2 * n], self.anchors[2 * n + 1]
+
+
+def read_mask_and_anchors(sec: Section, ctx: BuildContext) -> tuple[int, tuple[int, ...], tuple[float, ...]]:
+    """``num``, ``mask`` (default ``0..num-1``) and ``anchors`` (default .5, extra values ignored)."""
+    total = sec.get_int("num", 1)
+    if total < 1:
+        raise sec.error("must be at least 1", "num", BadValueError)
+    mask = sec.get_ints("mask")
+    mask = tuple(mask) if mask is not None else tuple(range(total))
+    anchors = [0.5] * (2 * total)
+    given = sec.get_floats("anchors") or []
+    for i, v in enumerate(given[: 2 * total]):
+        anchors[i] = v
+    bad = [m for m in mask if not 0 <= m < total]
+    if bad:
+        raise sec.error(f"mask values {bad} are not anchors of num={total}", "mask", ShapeError)
+    if given and len(given) < 2 * max(mask, default=0) + 2:
+        raise sec.error(f"{len(given) // 2} anchors given, mask uses anchor {max(mask)}", "anchors", ShapeError)
+    return total, mask, tuple(anchors)
+
+
+def check_head_filters(sec: Section, ctx: BuildContext, per_anchor: int, n: int, what: str) -> None:
+    """The conv before a head must give ``n·per_anchor`` channels (Darknet: l.outputs == params.inputs)."""
+    c, h, w = ctx.in_shape
+    expected = n * per_anchor * h * w
+    if ctx.inputs != expected:
+        raise sec.error(
+            f"the layer before gives {c}x{h}x{w}, this head needs {n * per_anchor} channels "
+            f"(filters=({what})·{n} = {n * per_anchor} in the [convolutional] before it)",
+            cls=ShapeError,
+        )
+
+
+@register_section("yolo")
+class Yolo(DarknetLayer):
+    """YOLOv3 head: activations on the conv output, plus the options its loss and decoder use."""
+
+    is_head = True
+    has_cost = True
+
+    def __init__(self, sec: Section, ctx: BuildContext) -> None:
+        super().__init__(sec, ctx)
+        c, h, w = ctx.require_image(sec)
+        f = ctx.flavor
+        classes = sec.get_int("classes", 20)
+        if classes < 1:
+            raise sec.error("must be at least 1", "classes", BadValueError)
+        total, mask, anchors = read_mask_and_anchors(sec, ctx)
+        check_head_filters(sec, ctx, classes + 5, len(mask), "classes+5")
+        self.options = _read_options(sec, ctx, classes, total, mask, anchors)
+        self.n = len(mask)
+        self.classes = classes
+        self.out_shape = (self.n * (classes + 5), h, w)
+        self.outputs = self.n * (classes + 5) * h * w
+
+    def forward(self, x: Tensor, cache: list) -> Tensor:
+        x = self.image_input(x)
+        return yolo_activate(x, self.n, self.classes + 5, self.options.scale_x_y, self.options.new_coords)
+
+    def describe(self) -> tuple[str, str]:
+        return "", f"{self.options.iou_loss}" if self.flavor.name == "alexeyab" else ""
+
+
+def yolo_activate(x: Tensor, n: int, per_anchor: int, scale_x_y: float, new_coords: int) -> Tensor:
+    """``forward_yolo_layer`` on a ``(B, n·per_anchor, H, W)`` tensor."""
+    b, _, h, w = x.shape
+    v = x.view(b, n, per_anchor, h, w)
+    if new_coords:
+        xy, rest = v[:, :, :2], v[:, :, 2:]
+    else:
+        xy = torch.sigmoid(v[:, :, :2])
+        rest = torch.cat([v[:, :, 2:4], torch.sigmoid(v[:, :, 4:])], dim=2)
+    if scale_x_y != 1.0:
+        xy = xy * scale_x_y - (scale_x_y - 1) / 2
+    return torch.cat([xy, rest], dim=2).view(b, n * per_anchor, h, w)
+
+
+def _read_options(sec: Section, ctx: BuildContext, classes: int, total: int, mask, anchors) -> YoloOptions:
+    f = ctx.flavor
+    kind = "yolo"
+    ab = f.reads(kind, "scale_x_y")
+    values = dict(
+        classes=classes,
+        total=total,
+        mask=mask,
+        anchors=anchors,
+        max_boxes=sec.get_int("max", f.yolo_max_boxes),
+        jitter=sec.get_float("jitter", 0.2),
+        ignore_thresh=sec.get_float("ignore_thresh", 0.5),
+        truth_thresh=sec.get_float("truth_thresh", 1.0),
+        random=sec.get_float("random", 0.0),
+    )
+    sec.mark_used("map")
+    if ab:
+        iou_loss = sec.get_str("iou_loss", "mse")
+        nms_kind = sec.get_str("nms_kind", "default")
+        counters = sec.get_ints("counters_per_class")
+        if counters is not None and len(counters) != classes:
+            raise sec.error(f"has {len(counters)} values for classes={classes}", "counters_per_class", ShapeError)
+        values.update(
+            resize=sec.get_float("resize", 1.0),
+            scale_x_y=sec.get_float("scale_x_y", 1.0),
+            new_coords=sec.get_int("new_coords", 0),
+            iou_normalizer=sec.get_float("iou_normalizer", 0.75),
+            obj_normalizer=sec.get_float("obj_normalizer", 1.0),
+            cls_normalizer=sec.get_float("cls_normalizer", 1.0),
+            delta_normalizer=sec.get_float("delta_normalizer", 1.0),
+            iou_loss=iou_loss if iou_loss in _IOU_KINDS else "iou",
+            iou_thresh_kind=sec.get_str("iou_thresh_kind", "iou"),
+            iou_thresh=sec.get_float("iou_thresh", 1.0),
+            beta_nms=sec.get_float("beta_nms", 0.6),
+            nms_kind=_NMS_KINDS.get(nms_kind, "default"),
+            focal_loss=sec.get_int("focal_loss", 0),
+            max_delta=sec.get_float("max_delta", float("inf")),
+            label_smooth_eps=sec.get_float("label_smooth_eps", 0.0),
+            objectness_smooth=sec.get_int("objectness_smooth", 0),
+            counters_per_class=tuple(counters) if counters is not None else None,
+            show_details=sec.get_int("show_details", 1),
+            track_history_size=sec.get_int("track_history_size", 5),
+        )
+        if values["iou_thresh_kind"] not in ("iou", "giou", "diou", "ciou"):
+            raise sec.error("use iou, giou, diou or ciou", "iou_thresh_kind", BadValueError)
+        sec.mark_used("sim_thresh", "dets_for_track", "dets_for_show", "track_ciou_norm", "embedding_layer")
+    return YoloOptions(**values)

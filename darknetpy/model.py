@@ -1,0 +1,246 @@
+"""The :class:`Darknet` module: a cfg built layer by layer, Darknet's way.
+
+Darknet: ``src/parser.c:parse_network_cfg`` (the build loop), ``src/network.c:forward_network``.
+Layer ``i`` here is Darknet's layer ``i``; each is built from the shape Darknet passes on
+(``l.out_c/out_h/out_w``, ``l.outputs``), so shapes and weight sizes are Darknet's.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from . import layers as _layers  # noqa: F401  (registers every section family)
+from .cfg import CfgFile, CfgWarning, Section, UnusedKeyWarning, read_cfg
+from .errors import CfgError, DarknetError, FlavorError, UnknownSectionError
+from .flavor import ALEXEYAB, FlavorSpec, get_flavor
+from .layers.base import BuildContext, DarknetLayer, Shape
+from .net import NetOptions
+from .registry import lookup, registered_sections
+from .weights import LoadReport, WeightsHeader, load_weights, read_header, save_weights, weights_bytes
+
+__all__ = ["Darknet", "build_layers"]
+
+
+class Darknet(nn.Module):
+    """A Darknet network from its cfg (and optionally its weights) as a ``torch.nn.Module``.
+
+    Args:
+        cfg: path of a ``.cfg`` file, or a parsed :class:`~darknetpy.cfg.CfgFile`.
+        weights: optional ``.weights`` file to load (``cutoff`` limits it to the first layers).
+        flavor: ``"alexeyab"`` or ``"pjreddie"``; by default taken from the weights header
+            (revision 5 is AlexeyAB's, 0 pjreddie's), else AlexeyAB.
+        width, height: override the ``[net]`` input size (Darknet's ``resize_network``).
+        strict: unknown or repeated keys are errors instead of warnings.
+
+    ``model(x)`` takes ``(N, C, H, W)`` RGB in [0, 1] and returns the list of head outputs
+    (``[yolo]``, ``[region]``...) as Darknet's ``l.output``, or for a network without heads the
+    output of its last layer (a trailing ``[cost]`` is skipped, as ``get_network_output`` does).
+    """
+
+    def __init__(
+        self,
+        cfg: "str | os.PathLike | CfgFile",
+        weights: "str | os.PathLike | None" = None,
+        *,
+        flavor: "str | FlavorSpec | None" = None,
+        width: int | None = None,
+        height: int | None = None,
+        strict: bool = False,
+        cutoff: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.cfg = cfg.copy() if isinstance(cfg, CfgFile) else read_cfg(cfg)
+        header = read_header(weights) if weights is not None else None
+        if flavor is None:
+            self.flavor = header.flavor if header is not None else ALEXEYAB
+        else:
+            self.flavor = get_flavor(flavor)
+        if self.cfg.crlf and not self.flavor.strips_cr:
+            warnings.warn(
+                f"{self.cfg.path}: has CRLF line ends, which pjreddie's darknet does not read; read here as LF",
+                CfgWarning,
+                stacklevel=2,
+            )
+        if width is not None or height is not None:
+            net_sec = self.cfg.net
+            if width is not None:
+                net_sec.set("width", width)
+            if height is not None:
+                net_sec.set("height", height)
+            net_sec.remove("inputs")
+        self.net, built = build_layers(self.cfg, self.flavor, strict=strict)
+        self.layers = nn.ModuleList(built)
+        self.header: WeightsHeader | None = None
+        self.seen: int = 0
+        self._keep = frozenset(i for layer in built for i in layer.sources) | frozenset(self.head_indices)
+        if weights is not None:
+            report = self.load_weights(weights, cutoff=cutoff)
+            start = report.first_missing
+            self.reset_parameters(start if start is not None else len(self.layers))
+        else:
+            self.reset_parameters()
+
+    # ---- structure ----------------------------------------------------------------------
+    @property
+    def input_shape(self) -> Shape:
+        """(channels, height, width) of the network input."""
+        return (self.net.channels, self.net.height, self.net.width)
+
+    @property
+    def head_indices(self) -> list[int]:
+        return [layer.index for layer in self.layers if layer.is_head]
+
+    @property
+    def heads(self) -> list[DarknetLayer]:
+        return [layer for layer in self.layers if layer.is_head]
+
+    @property
+    def output_index(self) -> int:
+        """Darknet's ``get_network_output``: the last layer that is not a ``[cost]``."""
+        i = len(self.layers) - 1
+        while i > 0 and self.layers[i].section_type == "cost":
+            i -= 1
+        return i
+
+    def reset_parameters(self, start: int = 0) -> None:
+        """Darknet's initialisation (§5.4) for layers ``start..``, and dontload layers."""
+        for layer in self.layers:
+            if layer.index >= start or layer.dontload:
+                layer.reset_parameters()
+
+    def emulate_darknet_sums(self, enabled: bool = True) -> "Darknet":
+        """Training-mode batch norm sums its statistics in float32 one value at a time, as Darknet's
+        CPU code does (see :func:`darknetpy.layers.batchnorm.sequential_statistics`). Slow; for parity checks."""
+        from .layers.batchnorm import BatchNormParams
+
+        for module in self.modules():
+            if isinstance(module, BatchNormParams):
+                module.sequential_sums = enabled
+        return self
+
+    def set_dropout(self, p: float | None) -> "Darknet":
+        """Set the probability of every ``[dropout]`` layer (``None`` restores the cfg's)."""
+        for layer in self.layers:
+            if layer.section_type == "dropout":
+                layer.p = layer.cfg_p if p is None else p
+        return self
+
+    # ---- forward ------------------------------------------------------------------------
+    def _check_input(self, x: Tensor) -> Tensor:
+        c, h, w = self.input_shape
+        if c and h and w:
+            if x.dim() != 4 or tuple(x.shape[1:]) != (c, h, w):
+                raise DarknetError(f"the network takes (N, {c}, {h}, {w}) input, got {tuple(x.shape)}")
+        elif x.dim() != 2 or x.shape[1] != self.net.inputs:
+            raise DarknetError(f"the network takes (N, {self.net.inputs}) input, got {tuple(x.shape)}")
+        return x
+
+    def _run(self, x: Tensor, keep_all: bool) -> list[Tensor | None]:
+        x = self._check_input(x)
+        cache: list[Tensor | None] = [None] * len(self.layers)
+        keep = self._keep
+        for i, layer in enumerate(self.layers):
+            x = layer(x, cache)
+            if keep_all or i in keep:
+                cache[i] = x
+        if not keep_all:
+            cache[-1] = x
+        return cache
+
+    def forward(self, x: Tensor) -> "list[Tensor] | Tensor":
+        cache = self._run(x, keep_all=False)
+        heads = self.head_indices
+        if heads:
+            return [cache[i] for i in heads]  # type: ignore[misc]
+        out = cache[self.output_index]
+        if out is None:  # a trailing [cost]: run again keeping everything
+            out = self._run(x, keep_all=True)[self.output_index]
+        return out  # type: ignore[return-value]
+
+    def trace(self, x: Tensor) -> list[Tensor]:
+        """Every layer's output (Darknet's ``l.output`` of each layer), in layer order."""
+        return self._run(x, keep_all=True)  # type: ignore[return-value]
+
+    # ---- weights ------------------------------------------------------------------------
+    def load_weights(self, path: "str | os.PathLike", cutoff: int | None = None) -> LoadReport:
+        """Load a Darknet ``.weights`` file (layers ``0..cutoff-1``); see :func:`darknetpy.weights.load_weights`."""
+        return load_weights(self, path, cutoff)
+
+    def save_weights(self, path: "str | os.PathLike", cutoff: int | None = None) -> None:
+        """Save as Darknet does; with ``cutoff`` the bytes of ``darknet partial`` (``seen`` 0)."""
+        save_weights(self, path, cutoff)
+
+    def weights_bytes(self, cutoff: int | None = None) -> int:
+        """Size in bytes of the .weights file Darknet writes for this network."""
+        return weights_bytes(self, cutoff)
+
+    def extra_repr(self) -> str:
+        c, h, w = self.input_shape
+        return f"cfg={self.cfg.path!r}, flavor={self.flavor.name}, input={c}x{h}x{w}"
+
+
+def build_layers(cfg: CfgFile, flavor: FlavorSpec, strict: bool = False) -> tuple[NetOptions, list[DarknetLayer]]:
+    """Build every layer of a parsed cfg (Darknet's ``parse_network_cfg`` loop)."""
+    if not cfg.sections:
+        raise DarknetError(f"{cfg.path}: no sections")
+    net = NetOptions.from_section(cfg.net, flavor)
+    _report_unused(cfg.net, "net", flavor, strict)
+    if not cfg.layers:
+        raise cfg.net.error("the cfg has no layers after [net]")
+    shape: Shape = (net.channels, net.height, net.width)
+    inputs = net.inputs
+    built: list[DarknetLayer] = []
+    for index, sec in enumerate(cfg.layers):
+        cls = _layer_class(sec, flavor)
+        ctx = BuildContext(flavor, net, index, shape, inputs, built, net.mini_batch * net.time_steps)
+        layer = cls(sec, ctx)
+        _report_unused(sec, layer.section_type, flavor, strict)
+        built.append(layer)
+        shape, inputs = layer.next_shape, layer.next_inputs
+    return net, built
+
+
+def _layer_class(sec: Section, flavor: FlavorSpec) -> type:
+    cls = lookup(sec.name)
+    if cls is not None and flavor.knows_section(sec.name):
+        return cls
+    if sec.name in flavor.other_sections:
+        raise FlavorError(
+            f"[{sec.name}] is a section of {flavor.other_title}'s darknet only; {flavor.title}'s does not know it "
+            f"(use flavor='{'pjreddie' if flavor.name == 'alexeyab' else 'alexeyab'}')",
+            path=sec.path,
+            line=sec.line,
+            index=sec.index,
+        )
+    if sec.name in ("net", "network"):
+        raise UnknownSectionError("a second [net] section: [net] must be the first section only", path=sec.path, line=sec.line, index=sec.index)
+    names = sorted(n for n in registered_sections() if flavor.knows_section(n))
+    close = difflib.get_close_matches(sec.name, names, n=3)
+    hint = f"; did you mean {', '.join('[' + c + ']' for c in close)}?" if close else ""
+    raise UnknownSectionError(
+        f"unknown section [{sec.name}] (Darknet would insert an empty layer and break){hint}",
+        path=sec.path,
+        line=sec.line,
+        index=sec.index,
+    )
+
+
+def _report_unused(sec: Section, kind: str, flavor: FlavorSpec, strict: bool) -> None:
+    """Darknet's ``option_unused``: warn once per key it would print as ``Unused field``."""
+    for opt in sec.unused():
+        if sec.find(opt.key, mark=False) is not opt:
+            reason = "repeated key; Darknet uses the first one"
+        elif flavor.other_knows(kind, opt.key):
+            reason = f"only {flavor.other_title}'s darknet reads this key; {flavor.title}'s ignores it"
+        else:
+            reason = "unused key (Darknet prints 'Unused field')"
+        err = CfgError(reason, path=sec.path, line=opt.line, section=sec.name, index=sec.index, key=opt.key, value=opt.value)
+        if strict:
+            raise err
+        warnings.warn(str(err), UnusedKeyWarning, stacklevel=3)
