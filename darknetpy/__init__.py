@@ -17,12 +17,17 @@ from .errors import (
 )
 from .flavor import ALEXEYAB, PJREDDIE, FlavorSpec, get_flavor
 from .model import Darknet
+from .summary import shape_model, summary_json, summary_text
+from .verify import CHECKS, CheckResult, format_result, verify_case, verify_paths
+from .checkpoint import convert, load_checkpoint, save_checkpoint
 from .weights import WeightsHeader, read_header
 
 __all__ = [
     "__version__",
     "ALEXEYAB",
     "PJREDDIE",
+    "CHECKS",
+    "CheckResult",
     "BadValueError",
     "CfgError",
     "CfgFile",
@@ -37,7 +42,16 @@ __all__ = [
     "UnknownSectionError",
     "WeightsError",
     "WeightsHeader",
+    "convert",
     "format_cfg",
+    "format_result",
+    "load_checkpoint",
+    "save_checkpoint",
+    "shape_model",
+    "summary_json",
+    "summary_text",
+    "verify_case",
+    "verify_paths",
     "get_flavor",
     "parse_cfg_text",
     "read_cfg",

@@ -53,7 +53,7 @@ _AB_ONLY_KEYS: Mapping[str, frozenset[str]] = {
     ),
     "region": frozenset("focal_loss resize".split()),
     "detection": frozenset("max resize random reorg".split()),
-    "crnn": frozenset("stride dilation padding groups xnor shortcut".split()),
+    "crnn": frozenset("size stride dilation pad padding groups xnor output hidden".split()),
     "rnn": frozenset("hidden logistic".split()),
 }
 _PJ_ONLY_KEYS: Mapping[str, frozenset[str]] = {
@@ -62,6 +62,8 @@ _PJ_ONLY_KEYS: Mapping[str, frozenset[str]] = {
     "reorg": frozenset("flatten extra".split()),
     "cost": frozenset("noobj thresh".split()),
     "region": frozenset("background".split()),
+    "crnn": frozenset("output_filters hidden_filters".split()),
+    "gru": frozenset("tanh".split()),
 }
 
 
@@ -106,6 +108,16 @@ class FlavorSpec:
     strips_cr: bool
     # §5.4 conv init: PJ sqrt(2/fan_in)·N(0,1), AB sqrt(2/fan_in)·U(-1,1).
     conv_init_uniform: bool
+    # Recurrent layers (rnn_layer.c, gru_layer.c, lstm_layer.c, crnn_layer.c, parser.c): GRU block file
+    # order (save_weights_upto), whether [gru] reads tanh=, which layers report 1x1xoutput instead of
+    # 0x0x0, whether [crnn] reads size/stride/pad (PJ: fixed 3x3, output_filters/hidden_filters).
+    gru_order: tuple[str, ...]
+    gru_reads_tanh: bool
+    recurrent_out_1x1: frozenset[str]
+    crnn_configurable: bool
+    # AB parse_network_cfg_custom divides avg_outputs by the number of layers with w>1 and h>1:
+    # a network with none (inputs= only) dies with SIGFPE. Such cfgs build here with a warning.
+    rejects_no_spatial_layer: bool
     # §4 loss flavour (issue on losses).
     loss: str = field(default="")
 
@@ -153,6 +165,11 @@ ALEXEYAB = FlavorSpec(
     always_letterbox=False,
     strips_cr=True,
     conv_init_uniform=True,
+    gru_order=("uz", "ur", "uh", "wz", "wr", "wh"),
+    gru_reads_tanh=False,
+    recurrent_out_1x1=frozenset({"rnn", "lstm"}),
+    crnn_configurable=True,
+    rejects_no_spatial_layer=True,
     loss="alexeyab",
 )
 
@@ -180,6 +197,11 @@ PJREDDIE = FlavorSpec(
     always_letterbox=True,
     strips_cr=False,
     conv_init_uniform=False,
+    gru_order=("wz", "wr", "wh", "uz", "ur", "uh"),
+    gru_reads_tanh=True,
+    recurrent_out_1x1=frozenset(),
+    crnn_configurable=False,
+    rejects_no_spatial_layer=False,
     loss="pjreddie",
 )
 

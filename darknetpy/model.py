@@ -78,6 +78,7 @@ class Darknet(nn.Module):
         self.layers = nn.ModuleList(built)
         self.header: WeightsHeader | None = None
         self.seen: int = 0
+        self.load_report: LoadReport | None = None
         self._keep = frozenset(i for layer in built for i in layer.sources) | frozenset(self.head_indices)
         if weights is not None:
             report = self.load_weights(weights, cutoff=cutoff)
@@ -122,6 +123,13 @@ class Darknet(nn.Module):
         for module in self.modules():
             if isinstance(module, BatchNormParams):
                 module.sequential_sums = enabled
+        return self
+
+    def reset_state(self) -> "Darknet":
+        """Zero the hidden state of every recurrent layer ([rnn], [gru], [lstm], [crnn]...)."""
+        for layer in self.layers:
+            if hasattr(layer, "reset_state"):
+                layer.reset_state()
         return self
 
     def set_dropout(self, p: float | None) -> "Darknet":
@@ -203,6 +211,14 @@ def build_layers(cfg: CfgFile, flavor: FlavorSpec, strict: bool = False) -> tupl
         _report_unused(sec, layer.section_type, flavor, strict)
         built.append(layer)
         shape, inputs = layer.next_shape, layer.next_inputs
+    if flavor.rejects_no_spatial_layer and not any(l.in_shape[1] > 1 and l.in_shape[2] > 1 for l in built):
+        # Not a rule about the layers: parse_network_cfg's avg_outputs printout divides by zero.
+        warnings.warn(
+            f"{cfg.net.where()}: no layer gets an input larger than 1x1: {flavor.title}'s darknet stops on this cfg "
+            "with a floating point exception (its parse_network_cfg divides by the number of such layers); built here",
+            CfgWarning,
+            stacklevel=3,
+        )
     return net, built
 
 

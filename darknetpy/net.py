@@ -86,6 +86,8 @@ class NetOptions:
         if o.subdivisions < 1:
             raise sec.error("must be at least 1", "subdivisions", BadValueError)
         o.time_steps = sec.get_int("time_steps", 1)
+        if ab and o.time_steps < 1:
+            o.time_steps = 1  # parse_network_cfg_custom: if (net.time_steps < 1) net.time_steps = 1
         o.height = sec.get_int("height", 0)
         o.width = sec.get_int("width", 0)
         o.channels = sec.get_int("channels", 0)

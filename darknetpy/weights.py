@@ -135,9 +135,18 @@ class WeightsReader:
         return out
 
     def read_into(self, t: Tensor, layer: "DarknetLayer | None" = None) -> None:
+        """Fill ``t`` with the next ``t.numel()`` floats.
+
+        A whole float32 CPU tensor becomes a view of the buffer read from disk (no copy: loading
+        costs little more than reading the file); slices and other devices or dtypes are copied.
+        """
         arr = self.take(t.numel(), layer)
-        with torch.no_grad():
-            t.copy_(torch.from_numpy(arr).view(t.shape))
+        src = torch.from_numpy(arr).view(t.shape)
+        if t._base is None and t.device.type == "cpu" and t.dtype == torch.float32:
+            t.data = src
+        else:
+            with torch.no_grad():
+                t.copy_(src)
 
     def skip(self, n: int, layer: "DarknetLayer | None" = None) -> None:
         self.take(n, layer)
@@ -226,7 +235,8 @@ def load_weights(model: "Darknet", path: str | os.PathLike, cutoff: int | None =
         )
     model.header = header
     model.seen = header.seen
-    return LoadReport(spath, header, count, reader.pos, first_missing is not None, first_missing)
+    model.load_report = LoadReport(spath, header, count, reader.pos, first_missing is not None, first_missing)
+    return model.load_report
 
 
 def save_weights(model: "Darknet", path: str | os.PathLike, cutoff: int | None = None) -> None:

@@ -16,6 +16,7 @@ from . import (  # noqa: F401
     gaussian_yolo,
     gru,
     implicit,
+    iseg,
     l2norm,
     local,
     logistic,

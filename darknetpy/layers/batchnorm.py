@@ -47,6 +47,7 @@ def darknet_batch_norm(
     flavor: FlavorSpec,
     training: bool,
     sequential_sums: bool = False,
+    momentum: float | None = None,
 ) -> Tensor:
     """Normalise over all but dim 1 of ``x`` (``(B, C, H, W)`` or ``(B, C)``), Darknet's way."""
     view = (1, -1) + (1,) * (x.dim() - 2)
@@ -58,7 +59,7 @@ def darknet_batch_norm(
             seq_mean, seq_var = sequential_statistics(x)
             mean, var = straight_through(mean, seq_mean), straight_through(var, seq_var)
         with torch.no_grad():
-            m = flavor.bn_momentum
+            m = flavor.bn_momentum if momentum is None else momentum
             rolling_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
             rolling_variance.mul_(1 - m).add_(var.detach(), alpha=m)
     else:
@@ -74,9 +75,10 @@ def darknet_batch_norm(
 class BatchNormParams(nn.Module):
     """γ (``scales``) and the rolling statistics of ``n`` channels; β is the owner's ``biases``."""
 
-    def __init__(self, n: int, flavor: FlavorSpec) -> None:
+    def __init__(self, n: int, flavor: FlavorSpec, momentum: float | None = None) -> None:
         super().__init__()
         self.flavor = flavor
+        self.momentum = momentum  # None: the flavour's (conv); connected layers use .05
         self.sequential_sums = False  # see sequential_statistics
         self.scales = nn.Parameter(torch.ones(n))
         self.register_buffer("rolling_mean", torch.zeros(n))
@@ -84,7 +86,8 @@ class BatchNormParams(nn.Module):
 
     def forward(self, x: Tensor, biases: Tensor) -> Tensor:
         return darknet_batch_norm(
-            x, self.scales, biases, self.rolling_mean, self.rolling_variance, self.flavor, self.training, self.sequential_sums
+            x, self.scales, biases, self.rolling_mean, self.rolling_variance, self.flavor, self.training,
+            self.sequential_sums, self.momentum,
         )
 
     def fold(self, biases: Tensor) -> tuple[Tensor, Tensor]:

@@ -33,10 +33,11 @@ class ConnectedBlock(nn.Module):
         self.inputs, self.outputs, self.activation = inputs, outputs, activation
         self.weight = nn.Parameter(torch.zeros(outputs, inputs))
         self.biases = nn.Parameter(torch.zeros(outputs))
-        self.bn = BatchNormParams(outputs, flavor) if batch_normalize else None
+        # forward_connected_layer (both forks) moves the rolling statistics by .95/.05
+        self.bn = BatchNormParams(outputs, flavor, momentum=0.05) if batch_normalize else None
 
     def forward(self, x: Tensor) -> Tensor:
-        y = F.linear(x.reshape(x.shape[0], -1), self.weight)
+        y = F.linear(x.reshape(x.shape[0], self.inputs), self.weight)
         y = self.bn(y, self.biases) if self.bn is not None else y + self.biases
         return activate(y, self.activation)
 

@@ -8,6 +8,7 @@ logistic to x, y, objectness and classes (w, h stay raw); AlexeyAB then maps x a
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -66,21 +67,34 @@ class YoloOptions:
 
 
 def read_mask_and_anchors(sec: Section, ctx: BuildContext) -> tuple[int, tuple[int, ...], tuple[float, ...]]:
-    """``num``, ``mask`` (default ``0..num-1``) and ``anchors`` (default .5, extra values ignored)."""
+    """``num``, ``mask`` (default ``0..num-1``) and ``anchors`` (default .5 each).
+
+    Darknet keeps ``num`` anchors (values beyond ``2·num`` are ignored). A mask entry ``>= num``
+    makes Darknet read past its anchor array (undefined behaviour); it is accepted with a warning
+    when the file writes that anchor (as cspx-p7 does), and refused otherwise.
+    """
     total = sec.get_int("num", 1)
     if total < 1:
         raise sec.error("must be at least 1", "num", BadValueError)
     mask = sec.get_ints("mask")
     mask = tuple(mask) if mask is not None else tuple(range(total))
-    anchors = [0.5] * (2 * total)
     given = sec.get_floats("anchors") or []
-    for i, v in enumerate(given[: 2 * total]):
+    if any(m < 0 for m in mask):
+        raise sec.error("mask values must not be negative", "mask", ShapeError)
+    needed = max(total, max(mask, default=0) + 1)
+    beyond = [m for m in mask if m >= total]
+    if beyond:
+        if len(given) < 2 * needed:
+            raise sec.error(f"mask values {beyond} are not anchors of num={total}", "mask", ShapeError)
+        warnings.warn(
+            f"{sec.where()}: mask uses anchors {beyond} beyond num={total}: Darknet reads past its anchor array "
+            "there (undefined); the anchors written in the file are used",
+            UserWarning,
+            stacklevel=3,
+        )
+    anchors = [0.5] * (2 * needed)
+    for i, v in enumerate(given[: 2 * needed]):
         anchors[i] = v
-    bad = [m for m in mask if not 0 <= m < total]
-    if bad:
-        raise sec.error(f"mask values {bad} are not anchors of num={total}", "mask", ShapeError)
-    if given and len(given) < 2 * max(mask, default=0) + 2:
-        raise sec.error(f"{len(given) // 2} anchors given, mask uses anchor {max(mask)}", "anchors", ShapeError)
     return total, mask, tuple(anchors)
 
 

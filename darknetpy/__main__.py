@@ -1,0 +1,6 @@
+"""``python -m darknetpy``."""
+import sys
+
+from .cli import main
+
+sys.exit(main())
