@@ -17,7 +17,7 @@ from .cfg import Section
 from .errors import BadValueError
 from .flavor import FlavorSpec
 
-__all__ = ["ACTIVATIONS", "AB_ONLY_ACTIVATIONS", "activate", "activation_from_section"]
+__all__ = ["ACTIVATIONS", "AB_ONLY_ACTIVATIONS", "NOT_IN_ACTIVATE_ARRAY", "activate", "activation_from_section"]
 
 
 def _stair(x: Tensor) -> Tensor:
@@ -88,6 +88,9 @@ AB_ONLY_ACTIVATIONS = frozenset(
 CHANNEL_ACTIVATIONS = frozenset(
     "normalize_channels normalize_channels_softmax normalize_channels_softmax_maxval".split()
 )
+# §1.6: only the conv and shortcut forwards apply these (dedicated code); Darknet's generic
+# activate_array() has no case for them and outputs 0.
+NOT_IN_ACTIVATE_ARRAY = frozenset("swish mish hard_mish".split()) | CHANNEL_ACTIVATIONS
 
 
 def activate(x: Tensor, name: str) -> Tensor:
@@ -97,8 +100,14 @@ def activate(x: Tensor, name: str) -> Tensor:
     return ACTIVATIONS[name](x)
 
 
-def activation_from_section(sec: Section, flavor: FlavorSpec, default: str = "logistic", key: str = "activation") -> str:
-    """Read and check an activation name. Darknet falls back to relu on an unknown name; we refuse it."""
+def activation_from_section(
+    sec: Section, flavor: FlavorSpec, default: str = "logistic", key: str = "activation", generic: bool = False
+) -> str:
+    """Read and check an activation name. Darknet falls back to relu on an unknown name; we refuse it.
+
+    ``generic``: the layer's forward uses Darknet's generic ``activate_array`` (every layer but conv
+    and shortcut), which outputs zeros for swish, mish, hard_mish and normalize_channels*: refused.
+    """
     name = sec.get_str(key, default)
     if name not in ACTIVATIONS:
         raise sec.error(f"unknown activation; known: {', '.join(sorted(ACTIVATIONS))}", key, BadValueError)
@@ -109,5 +118,12 @@ def activation_from_section(sec: Section, flavor: FlavorSpec, default: str = "lo
             "is an AlexeyAB activation: pjreddie's darknet would silently use relu (load with flavor='alexeyab')",
             key,
             FlavorError,
+        )
+    if generic and name in NOT_IN_ACTIVATE_ARRAY:
+        raise sec.error(
+            f"Darknet's generic activate_array() (used by [{sec.name}]) has no case for {name} and would output "
+            "zeros; only [convolutional] and [shortcut] apply it",
+            key,
+            BadValueError,
         )
     return name

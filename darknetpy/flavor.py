@@ -52,7 +52,7 @@ _AB_ONLY_KEYS: Mapping[str, frozenset[str]] = {
         "embedding_layer".split()
     ),
     "region": frozenset("focal_loss resize".split()),
-    "detection": frozenset("max resize random reorg".split()),
+    "detection": frozenset("resize".split()),
     "crnn": frozenset("size stride dilation pad padding groups xnor output hidden".split()),
     "rnn": frozenset("hidden logistic".split()),
 }
@@ -115,6 +115,15 @@ class FlavorSpec:
     gru_reads_tanh: bool
     recurrent_out_1x1: frozenset[str]
     crnn_configurable: bool
+    # Heads (parse_region, parse_detection, cost_layer.c): PJ reads `random` with atoi; AB ignores
+    # anchors beyond 2·num in [region] (PJ writes past its buffer: refused here); region truth slots
+    # (PJ 30·(coords+1), AB max·5); the cost types each fork knows and PJ's reversed smooth-L1 delta.
+    head_random_is_float: bool
+    region_anchors_bounded: bool
+    region_truths_from_max: bool
+    detection_max_boxes: int
+    cost_types: frozenset[str]
+    smooth_l1_delta_reversed: bool
     # AB parse_network_cfg_custom divides avg_outputs by the number of layers with w>1 and h>1:
     # a network with none (inputs= only) dies with SIGFPE. Such cfgs build here with a warning.
     rejects_no_spatial_layer: bool
@@ -170,6 +179,12 @@ ALEXEYAB = FlavorSpec(
     recurrent_out_1x1=frozenset({"rnn", "lstm"}),
     crnn_configurable=True,
     rejects_no_spatial_layer=True,
+    head_random_is_float=True,
+    region_anchors_bounded=True,
+    region_truths_from_max=True,
+    detection_max_boxes=200,
+    cost_types=frozenset("sse masked smooth".split()),
+    smooth_l1_delta_reversed=False,
     loss="alexeyab",
 )
 
@@ -202,6 +217,12 @@ PJREDDIE = FlavorSpec(
     recurrent_out_1x1=frozenset(),
     crnn_configurable=False,
     rejects_no_spatial_layer=False,
+    head_random_is_float=False,
+    region_anchors_bounded=False,
+    region_truths_from_max=False,
+    detection_max_boxes=90,
+    cost_types=frozenset("seg sse masked smooth L1 wgan".split()),
+    smooth_l1_delta_reversed=True,
     loss="pjreddie",
 )
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..activations import CHANNEL_ACTIVATIONS, activate, activation_from_section
+from ..activations import activate, activation_from_section
 from ..cfg import Section
 from ..errors import BadValueError
 from ..flavor import FlavorSpec
@@ -73,9 +73,7 @@ class Connected(DarknetLayer):
     def __init__(self, sec: Section, ctx: BuildContext) -> None:
         super().__init__(sec, ctx)
         output = positive(sec, "output", sec.get_int("output", 1))
-        activation = activation_from_section(sec, ctx.flavor, "logistic")
-        if activation in CHANNEL_ACTIVATIONS:
-            raise sec.error("needs an image; a connected layer's output is flat", "activation", BadValueError)
+        activation = activation_from_section(sec, ctx.flavor, "logistic", generic=True)
         if ctx.inputs < 1:
             raise sec.error("the layer before gives no outputs", cls=BadValueError)
         self.block = ConnectedBlock(ctx.inputs, output, activation, sec.get_int("batch_normalize", 0), ctx.flavor)

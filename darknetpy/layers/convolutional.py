@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..activations import CHANNEL_ACTIVATIONS, activate, activation_from_section
+from ..activations import activate, activation_from_section
 from ..cfg import Section
 from ..errors import BadValueError, ShapeError
 from ..registry import register_section

@@ -25,11 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..activations import activate
+from ..activations import activate, activation_from_section
 from ..cfg import Section
 from ..errors import BadValueError, ShapeError
 from ..registry import register_section
-from .activation import generic_activation
 from .base import BuildContext, DarknetLayer, positive
 from .batchnorm import BatchNormParams
 
@@ -45,7 +44,7 @@ class Deconvolutional(DarknetLayer):
         n = positive(sec, "filters", sec.get_int("filters", 1))
         size = positive(sec, "size", sec.get_int("size", 1))
         stride = positive(sec, "stride", sec.get_int("stride", 1))
-        self.activation = generic_activation(sec, ctx.flavor, "logistic")
+        self.activation = activation_from_section(sec, ctx.flavor, "logistic", generic=True)
         c, h, w = ctx.require_image(sec)
         self.batch_normalize = sec.get_int("batch_normalize", 0)
         pad = sec.get_int("pad", 0)

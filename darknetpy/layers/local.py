@@ -26,11 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..activations import activate
+from ..activations import activate, activation_from_section
 from ..cfg import Section
 from ..errors import BadValueError, ShapeError
 from ..registry import register_section
-from .activation import generic_activation
 from .base import BuildContext, DarknetLayer, c_div, positive
 
 __all__ = ["Local"]
@@ -48,7 +47,7 @@ class Local(DarknetLayer):
         pad = sec.get_int("pad", 0)
         if pad < 0:
             raise sec.error("must not be negative", "pad", BadValueError)
-        self.activation = generic_activation(sec, ctx.flavor, "logistic")
+        self.activation = activation_from_section(sec, ctx.flavor, "logistic", generic=True)
         c, h, w = ctx.require_image(sec)
         out_h = c_div(h - (1 if pad else size), stride) + 1
         out_w = c_div(w - (1 if pad else size), stride) + 1

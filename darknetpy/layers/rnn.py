@@ -44,7 +44,7 @@ from typing import ClassVar, Sequence
 import torch
 from torch import Tensor
 
-from ..activations import CHANNEL_ACTIVATIONS, activation_from_section
+from ..activations import activation_from_section
 from ..cfg import Section
 from ..errors import BadValueError, DarknetError, ShapeError
 from ..flavor import FlavorSpec
@@ -184,10 +184,8 @@ def flat_inputs(sec: Section, ctx: BuildContext) -> int:
 
 
 def flat_activation(sec: Section, flavor: FlavorSpec, default: str, key: str = "activation") -> str:
-    name = activation_from_section(sec, flavor, default, key)
-    if name in CHANNEL_ACTIVATIONS:
-        raise sec.error("needs an image; the blocks of this layer are connected (flat) layers", key, BadValueError)
-    return name
+    """The blocks are connected layers: Darknet's generic activate_array applies their activation."""
+    return activation_from_section(sec, flavor, default, key, generic=True)
 
 
 class ConnectedRecurrent(RecurrentLayer):

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ..activations import activate
+from ..activations import activate, activation_from_section
 from ..cfg import Section
 from ..errors import BadValueError, CfgError, ShapeError
 from ..registry import register_section
-from .activation import generic_activation
 from .base import BuildContext, DarknetLayer
 
 __all__ = ["Sam", "single_from"]
@@ -44,7 +43,7 @@ class Sam(DarknetLayer):
         super().__init__(sec, ctx)
         index = single_from(sec, ctx)
         self.sources = (index,)
-        self.activation = generic_activation(sec, ctx.flavor, "linear")
+        self.activation = activation_from_section(sec, ctx.flavor, "linear", generic=True)
         c, h, w = ctx.in_shape
         fc, fh, fw = ctx.layers[index].out_shape
         if fc != c or (fh, fw) != (h, w):

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ..activations import activate
+from ..activations import activate, activation_from_section
 from ..cfg import Section
 from ..errors import ShapeError
 from ..registry import register_section
-from .activation import generic_activation
 from .base import BuildContext, DarknetLayer
 from .sam import single_from
 
@@ -35,7 +34,7 @@ class ScaleChannels(DarknetLayer):
         index = single_from(sec, ctx)
         self.sources = (index,)
         self.scale_wh = sec.get_int("scale_wh", 0)
-        self.activation = generic_activation(sec, ctx.flavor, "linear")
+        self.activation = activation_from_section(sec, ctx.flavor, "linear", generic=True)
         c, h, w = ctx.in_shape
         source = ctx.layers[index]
         fc, fh, fw = source.out_shape

@@ -22,7 +22,7 @@ from .base import BuildContext, DarknetLayer
 __all__ = ["Yolo", "YoloOptions", "read_mask_and_anchors"]
 
 _IOU_KINDS = ("mse", "giou", "diou", "ciou")
-_NMS_KINDS = {"default": "default", "greedynms": "greedynms", "diounms": "diounms", "cornersnms": "cornersnms"}
+_NMS_KINDS = {"default": "default", "greedynms": "greedynms", "diounms": "diounms"}  # parse_yolo; others: default
 
 
 @dataclass(frozen=True)
@@ -131,6 +131,15 @@ class Yolo(DarknetLayer):
         self.classes = classes
         self.out_shape = (self.n * (classes + 5), h, w)
         self.outputs = self.n * (classes + 5) * h * w
+        # AlexeyAB embedding_layer (tracking / contrastive): the layer and its filters per anchor
+        self.embedding_layer: int | None = None
+        self.embedding_size = 0
+        if ctx.flavor.reads("yolo", "embedding_layer") and "embedding_layer" in sec:
+            self.embedding_layer = ctx.layer_index(sec, "embedding_layer", sec.get_int("embedding_layer"))
+            filters = ctx.layers[self.embedding_layer].out_shape[0]
+            if filters % self.n:
+                raise sec.error(f"layer {self.embedding_layer} has {filters} filters, not a multiple of {self.n} anchors", "embedding_layer", ShapeError)
+            self.embedding_size = filters // self.n
 
     def forward(self, x: Tensor, cache: list) -> Tensor:
         x = self.image_input(x)
@@ -199,5 +208,5 @@ def _read_options(sec: Section, ctx: BuildContext, classes: int, total: int, mas
         )
         if values["iou_thresh_kind"] not in ("iou", "giou", "diou", "ciou"):
             raise sec.error("use iou, giou, diou or ciou", "iou_thresh_kind", BadValueError)
-        sec.mark_used("sim_thresh", "dets_for_track", "dets_for_show", "track_ciou_norm", "embedding_layer")
+        sec.mark_used("sim_thresh", "dets_for_track", "dets_for_show", "track_ciou_norm")
     return YoloOptions(**values)
