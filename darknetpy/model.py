@@ -9,10 +9,7 @@ from __future__ import annotations
 import difflib
 import os
 import warnings
-from pathlib import Path
-from typing import Sequence
 
-import torch
 from torch import Tensor, nn
 
 from . import layers as _layers  # noqa: F401  (registers every section family)

@@ -7,7 +7,6 @@ Shapes are Darknet's ``l.out_c/out_h/out_w`` (0×0×0 for layers that set none, 
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Any
 
 import torch
@@ -38,7 +37,7 @@ def summary_json(model: Darknet) -> dict:
 
 def summary_text(model: Darknet) -> str:
     """Darknet's layer table: index, type, filters, size/stride, input -> output, BFLOPs."""
-    lines = [f"   layer   type            filters  size/strd(dil)       input                output"]
+    lines = ["   layer   type            filters  size/strd(dil)       input                output"]
     total = 0.0
     for layer in model.layers:
         c, h, w = layer.in_shape

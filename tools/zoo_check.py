@@ -1,6 +1,5 @@
 import json, sys, warnings, collections
 from pathlib import Path
-import torch
 from darknetpy.summary import shape_model, summary_json
 from darknetpy.errors import DarknetError
 root = Path(__file__).resolve().parents[2] / 'shared' / 'darknet-cfg'; exp = json.load(open(root/'expected.json'))
@@ -18,7 +17,7 @@ for name, e in exp.items():
         if e['darknet'] != 'ok': print('REJECTED-OK', name, '|', msg[:150]); continue
         print('ERR', name, '|', msg[:200]); bad[msg.split(': ')[-1][:60]] += 1; continue
     except Exception as err:
-        import traceback; print('CRASH', name, type(err).__name__, err); bad['crash']+=1; continue
+        print('CRASH', name, type(err).__name__, err); bad['crash']+=1; continue
     if e['darknet'] != 'ok': print('BUILT (darknet rejected)', name); continue
     got = [[l['type'], l['out_c'], l['out_h'], l['out_w']] for l in s['layers']]
     if got != e['layers']:

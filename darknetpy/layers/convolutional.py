@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ..activations import activate, activation_from_section
 from ..cfg import Section
-from ..errors import BadValueError, ShapeError
+from ..errors import ShapeError
 from ..registry import register_section
 from .base import BuildContext, DarknetLayer, Shape, c_div, normal_, positive, straight_through, uniform_
 from .batchnorm import BatchNormParams
@@ -160,14 +160,11 @@ class Convolutional(DarknetLayer):
 
     # ---- weights ------------------------------------------------------------------------
     def _stored(self) -> list[Tensor]:
-        n = self.numload or self.n
-        bias = self.biases[:n]
-        weight = self.weight[:n]
-        if self.bn is None:
-            return [bias, weight]
-        if self.dontloadscales:
-            return [bias, weight]
-        return [bias, self.bn.scales[:n], self.bn.rolling_mean[:n], self.bn.rolling_variance[:n], weight]
+        bn = None if self.dontloadscales else self.bn
+        tensors = [self.biases] + ([bn.scales, bn.rolling_mean, bn.rolling_variance] if bn is not None else []) + [self.weight]
+        if self.numload:  # pjreddie: only the first numload filters are in the file
+            tensors = [t[: self.numload] for t in tensors]
+        return tensors
 
     def weight_tensors(self) -> list[Tensor]:
         if self.share_index is not None:

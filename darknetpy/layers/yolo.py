@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from ..boxes import Detections, correct_boxes
 from ..cfg import Section
 from ..errors import BadValueError, ShapeError
 from ..registry import register_section
@@ -120,7 +121,6 @@ class Yolo(DarknetLayer):
     def __init__(self, sec: Section, ctx: BuildContext) -> None:
         super().__init__(sec, ctx)
         c, h, w = ctx.require_image(sec)
-        f = ctx.flavor
         classes = sec.get_int("classes", 20)
         if classes < 1:
             raise sec.error("must be at least 1", "classes", BadValueError)
@@ -147,6 +147,37 @@ class Yolo(DarknetLayer):
 
     def describe(self) -> tuple[str, str]:
         return "", f"{self.options.iou_loss}" if self.flavor.name == "alexeyab" else ""
+
+    def get_detections(
+        self, output: Tensor, net_w: int, net_h: int, image_sizes: "list[tuple[int, int]]", thresh: float, hier_thresh: float, letterbox: bool
+    ) -> "list[Detections]":
+        """``get_yolo_detections``: boxes with objectness > ``thresh``, corrected to each image."""
+        o = self.options
+        b, _, h, w = output.shape
+        v = output.view(b, self.n, self.classes + 5, h, w).permute(0, 3, 4, 1, 2).reshape(b, h * w * self.n, -1)
+        rows = torch.arange(h).repeat_interleave(w * self.n).to(output.device)
+        cols = torch.arange(w).repeat_interleave(self.n).repeat(h).to(output.device)
+        anchor_w = torch.tensor([o.anchors[2 * m] for m in o.mask], dtype=torch.float64, device=output.device).repeat(h * w)
+        anchor_h = torch.tensor([o.anchors[2 * m + 1] for m in o.mask], dtype=torch.float64, device=output.device).repeat(h * w)
+        out = []
+        for i in range(b):
+            p = v[i].float()
+            objectness = p[:, 4]
+            keep = objectness > thresh
+            p, obj = p[keep], objectness[keep]
+            x = (cols[keep] + p[:, 0]) / w
+            y = (rows[keep] + p[:, 1]) / h
+            if o.new_coords:
+                bw = p[:, 2] * p[:, 2] * 4 * anchor_w[keep].float() / net_w
+                bh = p[:, 3] * p[:, 3] * 4 * anchor_h[keep].float() / net_h
+            else:
+                bw = (torch.exp(p[:, 2].double()) * anchor_w[keep] / net_w).float()
+                bh = (torch.exp(p[:, 3].double()) * anchor_h[keep] / net_h).float()
+            prob = obj[:, None] * p[:, 5:]
+            prob = torch.where(prob > thresh, prob, torch.zeros_like(prob))
+            boxes = correct_boxes(torch.stack([x, y, bw, bh], dim=1), image_sizes[i][0], image_sizes[i][1], net_w, net_h, letterbox)
+            out.append(Detections(boxes, obj, prob))
+        return out
 
 
 def yolo_activate(x: Tensor, n: int, per_anchor: int, scale_x_y: float, new_coords: int) -> Tensor:

@@ -13,7 +13,6 @@ from darknetpy import (
     FlavorError,
     ShapeError,
     UnknownSectionError,
-    WeightsError,
     parse_cfg_text,
 )
 from darknetpy.cfg import UnusedKeyWarning

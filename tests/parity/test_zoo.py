@@ -54,3 +54,14 @@ def test_published_file_sizes_equal_the_computed_sizes(known):
         warnings.simplefilter("ignore")
         model = shape_model(package_root() / "cfg" / known.cfg, known.flavor)
     assert model.weights_bytes(known.cutoff) == known.size
+
+
+def test_the_bundled_yolo_fastest_weights_load_with_no_bytes_left_over():
+    from darknetpy import Darknet
+    from darknetpy.zoo import default_model
+
+    cfg, weights, _ = default_model()
+    model = Darknet(cfg, weights)
+    report = model.load_report
+    assert not report.partial and report.floats_read * 4 + report.header.size == weights.stat().st_size
+    assert model.flavor.name == "alexeyab" and model.seen == 14_231_680

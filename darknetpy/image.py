@@ -1,0 +1,130 @@
+"""Images in and out: loading, Darknet's resize and letterbox, drawing boxes.
+
+Darknet: ``src/image.c:resize_image`` (separable bilinear with ``(in-1)/(out-1)`` scaling: the
+corners map onto corners), ``letterbox_image`` (keep the aspect ratio, pad with 0.5, centred),
+``load_image_color`` (RGB, float in [0, 1]). pjreddie always letterboxes for detection; AlexeyAB
+stretches with ``resize_image`` unless ``letter_box=1`` or ``-letter_box`` (darknet-reference.md §7.1).
+Images are decoded with OpenCV (Darknet builds use OpenCV or stb_image: the JPEG decoders differ by
+a few grey levels on some pixels).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Union
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+
+from .errors import DataError
+
+__all__ = ["ImageLike", "load_image", "to_tensor", "resize_image", "letterbox_image", "letterbox_size", "prepare"]
+
+ImageLike = Union[str, os.PathLike, np.ndarray, Tensor, "PIL.Image.Image"]  # noqa: F821
+
+
+def load_image(path: "str | os.PathLike") -> np.ndarray:
+    """An image file as ``(H, W, 3)`` uint8 RGB; a :class:`DataError` if it cannot be decoded."""
+    p = Path(path)
+    data = np.fromfile(p, dtype=np.uint8) if p.is_file() else None
+    if data is None:
+        raise DataError(f"{p}: image not found")
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if img is None:
+        raise DataError(f"{p}: not a readable image")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def to_tensor(image: ImageLike) -> Tensor:
+    """Any supported image to ``(3, H, W)`` float32 RGB in [0, 1].
+
+    Paths are decoded; numpy arrays are ``(H, W, 3)`` RGB (uint8 0..255 or float 0..1); PIL images
+    are converted to RGB; tensors are ``(3, H, W)`` floats in [0, 1] (or uint8) and used as they are.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        image = load_image(image)
+    if isinstance(image, Tensor):
+        t = image
+        if t.dim() != 3 or t.shape[0] != 3:
+            raise DataError(f"an image tensor must be (3, H, W), got {tuple(t.shape)}")
+        return t.float().div(255) if t.dtype == torch.uint8 else t.float()
+    if not isinstance(image, np.ndarray):
+        try:
+            image = np.asarray(image.convert("RGB"))
+        except AttributeError:
+            raise DataError(f"unsupported image type {type(image).__name__}") from None
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise DataError(f"an image array must be (H, W, 3) RGB, got {image.shape}")
+    image = image[:, :, :3]
+    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    return t.float().div(255) if image.dtype == np.uint8 else t.float()
+
+
+def _axis_weights(n_in: int, n_out: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """Source index, next index and weight per output position (float32 maths, as in C)."""
+    if n_out == 1 or n_in == 1:
+        scale = torch.tensor(0.0)
+    else:
+        scale = torch.tensor(n_in - 1, dtype=torch.float32) / torch.tensor(n_out - 1, dtype=torch.float32)
+    s = torch.arange(n_out, dtype=torch.float32) * scale
+    i = s.floor().long().clamp(max=n_in - 1)
+    d = s - i.float()
+    i1 = (i + 1).clamp(max=n_in - 1)
+    return i.to(device), i1.to(device), d.to(device)
+
+
+def resize_image(image: Tensor, width: int, height: int) -> Tensor:
+    """Darknet's ``resize_image`` of a ``(3, H, W)`` or ``(N, 3, H, W)`` float image.
+
+    Horizontal pass ``(1-dx)·p[ix] + dx·p[ix+1]`` with ``sx = c·(w_in-1)/(w_out-1)`` (the last
+    column copies the last input column), then vertical ``(1-dy)·row[iy] + dy·row[iy+1]``.
+    """
+    squeeze = image.dim() == 3
+    x = image.unsqueeze(0) if squeeze else image
+    _, _, h, w = x.shape
+    if (h, w) == (height, width):
+        return image.clone()
+    ix, ix1, dx = _axis_weights(w, width, x.device)
+    if w > 1:
+        dx = torch.where(torch.arange(width, device=x.device) == width - 1, torch.zeros_like(dx), dx)
+        ix = torch.where(torch.arange(width, device=x.device) == width - 1, torch.full_like(ix, w - 1), ix)
+    part = (1 - dx) * x[..., ix] + dx * x[..., ix1]
+    iy, iy1, dy = _axis_weights(h, height, x.device)
+    dy = dy.view(-1, 1)
+    out = (1 - dy) * part[..., iy, :]
+    last = torch.arange(height, device=x.device) == height - 1
+    add = dy * part[..., iy1, :]
+    if h > 1:
+        add = torch.where(last.view(-1, 1), torch.zeros_like(add), add)
+        out = out + add
+    return out.squeeze(0) if squeeze else out
+
+
+def letterbox_size(image_w: int, image_h: int, net_w: int, net_h: int) -> tuple[int, int]:
+    """(new_w, new_h) of the resized image inside the letterbox (C integer maths)."""
+    if net_w / image_w < net_h / image_h:
+        return net_w, (image_h * net_w) // image_w
+    return (image_w * net_h) // image_h, net_h
+
+
+def letterbox_image(image: Tensor, width: int, height: int) -> Tensor:
+    """Darknet's ``letterbox_image``: resize keeping the aspect ratio, centre on a 0.5 canvas."""
+    _, h, w = image.shape
+    new_w, new_h = letterbox_size(w, h, width, height)
+    resized = resize_image(image, new_w, new_h)
+    canvas = torch.full((3, height, width), 0.5, dtype=image.dtype, device=image.device)
+    dx, dy = (width - new_w) // 2, (height - new_h) // 2
+    canvas[:, dy : dy + new_h, dx : dx + new_w] = resized
+    return canvas
+
+
+def prepare(image: ImageLike, width: int, height: int, letterbox: bool) -> tuple[Tensor, tuple[int, int]]:
+    """The network input ``(3, height, width)`` of one image and the original (w, h)."""
+    t = to_tensor(image)
+    size = (t.shape[2], t.shape[1])
+    sized = letterbox_image(t, width, height) if letterbox else resize_image(t, width, height)
+    return sized, size
