@@ -21,12 +21,18 @@ from .summary import shape_model, summary_json, summary_text
 from .verify import CHECKS, CheckResult, format_result, verify_case, verify_paths
 from .checkpoint import convert, load_checkpoint, save_checkpoint
 from .weights import WeightsHeader, read_header
+from .detect import Detection
+from .detector import DetectorTest, load_detector, run_detector_test
+from .data import DataConfig, read_names
 
 __all__ = [
     "__version__",
     "ALEXEYAB",
     "PJREDDIE",
     "CHECKS",
+    "DataConfig",
+    "Detection",
+    "DetectorTest",
     "CheckResult",
     "BadValueError",
     "CfgError",
@@ -43,6 +49,9 @@ __all__ = [
     "WeightsError",
     "WeightsHeader",
     "convert",
+    "load_detector",
+    "read_names",
+    "run_detector_test",
     "format_cfg",
     "format_result",
     "load_checkpoint",

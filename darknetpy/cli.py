@@ -46,6 +46,31 @@ def _partial(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split_model_args(items: list[str]) -> tuple[str | None, str | None, str | None, list[str]]:
+    """Darknet's ``detector <verb> [data] [cfg] [weights] inputs...``: leading .data/.cfg/weights files."""
+    data = cfg = weights = None
+    rest = list(items)
+    if rest and rest[0].endswith(".data"):
+        data = rest.pop(0)
+    if rest and rest[0].endswith(".cfg"):
+        cfg = rest.pop(0)
+        if rest:
+            weights = rest.pop(0)
+    return data, cfg, weights, rest
+
+
+def _detector_test(args: argparse.Namespace) -> int:
+    data, cfg, weights, inputs = _split_model_args(args.items)
+    model = dp.load_detector(data, cfg, weights, args.flavor)
+    options = dp.DetectorTest(
+        thresh=args.thresh, hier_thresh=args.hier, nms=args.nms, nms_kind=args.nms_kind, letterbox=True if args.letter_box else None,
+        ext_output=args.ext_output, save_txt=args.save_txt, out_json=args.out, out_dir=args.out_dir,
+        out_filename=args.out_filename, batch_size=args.batch,
+    )
+    dp.run_detector_test(model, inputs, options)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="darknetpy", description="Darknet models as PyTorch modules.")
@@ -70,6 +95,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target")
     p.add_argument("--cfg", help="the cfg of a .weights source")
     p.set_defaults(handler=_convert)
+
+    detector = sub.add_parser("detector", help="Darknet's detector verbs").add_subparsers(dest="verb", required=True)
+    p = detector.add_parser("test", help="detect objects in images, folders, image lists and videos")
+    p.add_argument("items", nargs="+", metavar="[data] [cfg weights] input", help="inputs; without a cfg the bundled Yolo-Fastest-1.1 COCO model")
+    p.add_argument("-thresh", type=float, default=None, help="probability threshold (AlexeyAB .25, pjreddie .5)")
+    p.add_argument("-hier", type=float, default=0.5, help="hierarchical threshold (YOLO9000 trees)")
+    p.add_argument("-nms", type=float, default=0.45, help="NMS threshold (0: off)")
+    p.add_argument("-nms_kind", default=None, choices=["default", "greedynms", "diounms"], help="NMS kind (default: the cfg's last layer)")
+    p.add_argument("-letter_box", action="store_true", help="letterbox the input (pjreddie always does)")
+    p.add_argument("-ext_output", action="store_true", help="print each box in pixels")
+    p.add_argument("-save_txt", metavar="FILE", help="write 'class prob objectness x y w h' lines")
+    p.add_argument("-out", metavar="FILE", help="write the detections of every image as JSON")
+    p.add_argument("-out_dir", metavar="DIR", help="annotated images go here (default predictions.jpg, or predictions/ for several)")
+    p.add_argument("-out_filename", metavar="FILE", help="annotated video output (for video inputs)")
+    p.add_argument("-dont_show", action="store_true", help="accepted for Darknet compatibility (nothing is shown)")
+    p.add_argument("-batch", type=int, default=4, help="images per forward pass")
+    p.add_argument("--flavor", default=None, choices=["alexeyab", "pjreddie"])
+    p.set_defaults(handler=_detector_test)
 
     p = sub.add_parser("partial", help="darknet partial: the first N layers, seen = 0")
     p.add_argument("cfg")

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from .errors import DataError
 
-__all__ = ["ImageLike", "load_image", "to_tensor", "resize_image", "letterbox_image", "letterbox_size", "prepare"]
+__all__ = ["ImageLike", "load_image", "to_tensor", "resize_image", "letterbox_image", "letterbox_size", "prepare", "draw_detections", "save_image"]
 
 ImageLike = Union[str, os.PathLike, np.ndarray, Tensor, "PIL.Image.Image"]  # noqa: F821
 
@@ -60,7 +60,8 @@ def to_tensor(image: ImageLike) -> Tensor:
     if image.ndim != 3 or image.shape[2] not in (3, 4):
         raise DataError(f"an image array must be (H, W, 3) RGB, got {image.shape}")
     image = image[:, :, :3]
-    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    image = np.ascontiguousarray(image) if image.flags.writeable else np.array(image)
+    t = torch.from_numpy(image).permute(2, 0, 1)
     return t.float().div(255) if image.dtype == np.uint8 else t.float()
 
 
@@ -128,3 +129,38 @@ def prepare(image: ImageLike, width: int, height: int, letterbox: bool) -> tuple
     size = (t.shape[2], t.shape[1])
     sized = letterbox_image(t, width, height) if letterbox else resize_image(t, width, height)
     return sized, size
+
+
+def draw_detections(image: np.ndarray, detections: "list", classes: int) -> np.ndarray:
+    """Boxes and labels on a copy of an ``(H, W, 3)`` uint8 RGB image, as ``draw_detections`` does:
+    one box per detection box, labelled with every class above the threshold, in the class colour."""
+    from .detect import class_color
+
+    out = np.ascontiguousarray(image.copy())
+    h, w = out.shape[:2]
+    groups: dict[tuple, list] = {}
+    for d in detections:
+        groups.setdefault((d.x, d.y, d.w, d.h), []).append(d)
+    thickness = max(1, int(h * 0.006))
+    for dets in groups.values():
+        top = max(dets, key=lambda d: d.score)
+        color = class_color(top.class_id, classes)
+        x1, y1, x2, y2 = (int(round(v)) for v in top.box)
+        x1, y1, x2, y2 = max(0, x1), max(0, y1), min(w - 1, x2), min(h - 1, y2)
+        cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness)
+        label = ", ".join(d.name for d in sorted(dets, key=lambda d: -d.score))
+        scale = max(0.4, h / 1200)
+        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        ty = max(th + base, y1)
+        cv2.rectangle(out, (x1, ty - th - base), (x1 + tw, ty), color, -1)
+        cv2.putText(out, label, (x1, ty - base), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return out
+
+
+def save_image(image: np.ndarray, path: "str | os.PathLike") -> None:
+    """Write an ``(H, W, 3)`` uint8 RGB image (format from the extension)."""
+    p = Path(path)
+    ok, data = cv2.imencode(p.suffix or ".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise DataError(f"{p}: cannot encode the image")
+    data.tofile(p)

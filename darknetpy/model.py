@@ -76,6 +76,7 @@ class Darknet(nn.Module):
         self.header: WeightsHeader | None = None
         self.seen: int = 0
         self.load_report: LoadReport | None = None
+        self.names: list[str] | None = None  # class names used by detect()
         self._keep = frozenset(i for layer in built for i in layer.sources) | frozenset(self.head_indices)
         if weights is not None:
             report = self.load_weights(weights, cutoff=cutoff)
@@ -171,6 +172,13 @@ class Darknet(nn.Module):
     def trace(self, x: Tensor) -> list[Tensor]:
         """Every layer's output (Darknet's ``l.output`` of each layer), in layer order."""
         return self._run(x, keep_all=True)  # type: ignore[return-value]
+
+    # ---- detection ----------------------------------------------------------------------
+    def detect(self, images, thresh: float | None = None, nms: float = 0.45, **kwargs):
+        """Darknet's detections for one image or a list; see :func:`darknetpy.detect.detect`."""
+        from .detect import detect
+
+        return detect(self, images, thresh=thresh, nms=nms, **kwargs)
 
     # ---- weights ------------------------------------------------------------------------
     def load_weights(self, path: "str | os.PathLike", cutoff: int | None = None) -> LoadReport:

@@ -70,6 +70,7 @@ from __future__ import annotations
 import copy
 import math
 import re
+import tempfile
 import warnings
 import zlib
 from dataclasses import dataclass, field
@@ -87,6 +88,14 @@ from darknetpy.summary import shape_model
 from ..conftest import ZOO, zoo_expected, zoo_flavor
 
 cv2 = pytest.importorskip("cv2")
+
+@pytest.fixture()
+def scratch():
+    """A folder deleted as soon as the test ends: the random weights files of big cfgs are
+    hundreds of MB each (pytest's tmp_path would keep three runs of them)."""
+    with tempfile.TemporaryDirectory(prefix="darknetpy-opencv-") as folder:
+        yield Path(folder)
+
 
 pytestmark = pytest.mark.parity
 
@@ -604,9 +613,9 @@ def opencv_file_for(p: Prepared, tmp: Path, eps: bool = True) -> Path:
 
 # ---- tests --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", CASES)
-def test_outputs_match_opencv(name, tmp_path):
-    p = prepare(name, tmp_path)
-    result = compare(p, opencv_file_for(p, tmp_path))
+def test_outputs_match_opencv(name, scratch):
+    p = prepare(name, scratch)
+    result = compare(p, opencv_file_for(p, scratch))
     assert not result.missing, f"OpenCV exposes no output for layers {result.missing}"
     compared = {c.what.split(" [")[0] for c in result.checks}
     assert all(f"layer {l.index}" in compared for l in p.model.layers if not l.is_head)  # the conv before each head too
@@ -616,11 +625,11 @@ def test_outputs_match_opencv(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["alexeyab/yolov3-tiny.cfg", "pjreddie/yolov3-tiny.cfg"])
-def test_the_comparison_sees_a_wrong_epsilon(name, tmp_path):
+def test_the_comparison_sees_a_wrong_epsilon(name, scratch):
     """OpenCV given Darknet's own variances computes with its eps (1e-6, inside the sqrt): the first
     batch-normalised layer must fail the tolerance, by far (the quiet channels of :func:`randomize`)."""
-    p = prepare(name, tmp_path)
-    result = compare(p, opencv_file_for(p, tmp_path, eps=False), decoded=False)
+    p = prepare(name, scratch)
+    result = compare(p, opencv_file_for(p, scratch, eps=False), decoded=False)
     first = result.checks[0]
     assert first.what == "layer 0 [convolutional]" and p.model.layers[0].bn is not None
     assert first.err > 100 * first.tol, str(first)
@@ -654,16 +663,16 @@ activation=linear
 
 
 @pytest.mark.parametrize("flavor", ["alexeyab", "pjreddie"])
-def test_connected_batchnorm_order(flavor, tmp_path):
+def test_connected_batchnorm_order(flavor, scratch):
     """Darknet writes a batch-normalised [connected] as b, W, s, m, v and OpenCV reads b, s, m, v, W: with the
     reorder of :func:`opencv_weights` every layer matches; without it OpenCV reads the wrong tensors."""
     cfg = parse_cfg_text(_CONNECTED_CFG, "connected.cfg")
-    p = prepare_cfg(f"connected-{flavor}", cfg, flavor, 16, tmp_path)
-    result = compare(p, opencv_file_for(p, tmp_path))
+    p = prepare_cfg(f"connected-{flavor}", cfg, flavor, 16, scratch)
+    result = compare(p, opencv_file_for(p, scratch))
     assert [c.what for c in result.checks][:3] == ["layer 0 [convolutional]", "layer 1 [connected]", "layer 2 [connected]"]
     assert not result.failures(), "; ".join(map(str, result.failures()))
     # the same bytes without the reorder: OpenCV takes part of W for the scales, mean and variance
-    plain = tmp_path / "plain.weights"
+    plain = scratch / "plain.weights"
     opencv_weights(p.model, p.darknet_weights, plain, reorder=False)
     bad = compare(p, plain, decoded=False)
     assert bad.checks[0].ok and not bad.checks[1].ok, "; ".join(map(str, bad.checks[:2]))
