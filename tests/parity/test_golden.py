@@ -12,14 +12,17 @@ from ..conftest import GOLDEN, GOLDEN_CASES
 
 pytestmark = pytest.mark.parity
 
-IMPLEMENTED = ("fwd", "train", "weights")
-PENDING = ("loss", "grad", "detect")  # become IMPLEMENTED as their issues land
+IMPLEMENTED = ("fwd", "train", "weights", "detect")
+PENDING = ("loss", "grad")  # become IMPLEMENTED as their issues land
 
 
 @pytest.mark.parametrize("case", GOLDEN_CASES)
 @pytest.mark.parametrize("check", IMPLEMENTED)
 def test_golden_case_passes(case, check):
     (result,) = verify_case(GOLDEN / case, [check])
+    if check == "detect" and not (GOLDEN / case / "detections.txt").exists():
+        assert result.status == "n/a"
+        return
     assert result.status == "passed", f"{case} {check}: {result.detail} (max err {result.max_error})"
     if result.tolerance:
         assert result.max_error <= TOLERANCES[check]
