@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-__all__ = ["Detections", "box_iou", "box_diou", "box_diounms", "correct_boxes", "iou_matrix"]
+__all__ = ["Detections", "box_iou", "box_diou", "box_diounms", "correct_boxes", "iou_matrix", "grid_candidates", "threshold_probs"]
 
 
 @dataclass
@@ -130,3 +130,15 @@ def correct_boxes(boxes: Tensor, image_w: int, image_h: int, net_w: int, net_h: 
     w = boxes[:, 2] * (1 / ratio_w)
     h = boxes[:, 3] * (1 / ratio_h)
     return torch.stack([x.float(), y.float(), w, h], dim=1)
+
+
+def grid_candidates(h: int, w: int, n: int, device: torch.device | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Row, column and anchor slot of every candidate in Darknet's order (cell by cell, its anchors inside)."""
+    cells = torch.arange(h * w, device=device).repeat_interleave(n)
+    slots = torch.arange(n, device=device).repeat(h * w)
+    return cells // w, cells % w, slots
+
+
+def threshold_probs(probs: Tensor, thresh: float) -> Tensor:
+    """``prob > thresh ? prob : 0``."""
+    return torch.where(probs > thresh, probs, torch.zeros_like(probs))

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..boxes import Detections, correct_boxes, grid_candidates, threshold_probs
 from ..cfg import Section
 from ..errors import BadValueError, ShapeError
 from ..registry import register_section
@@ -107,6 +108,36 @@ class Detection(DarknetLayer):
         self.options = DetectionOptions(**values)
         self.out_shape = (0, 0, 0)
         self.outputs = ctx.inputs
+
+    def get_detections(
+        self, output: Tensor, net_w: int, net_h: int, image_sizes: "list[tuple[int, int]]", thresh: float, hier_thresh: float, letterbox: bool
+    ) -> "list[Detections]":
+        """``get_detection_detections`` (YOLOv1): class scores per cell, ``side²·n`` scales and boxes.
+
+        Boxes are made relative (``w = h = 1``, as examples/yolo.c calls it; ``get_network_boxes``
+        passes the image size, which would give pixels for this head only).
+        """
+        o = self.options
+        flat = output.reshape(output.shape[0], -1)
+        cells = o.side * o.side
+        rows, cols, _ = grid_candidates(o.side, o.side, o.num, output.device)
+        out = []
+        for i in range(flat.shape[0]):
+            f = flat[i].float()
+            cls = f[: cells * o.classes].view(cells, o.classes).repeat_interleave(o.num, dim=0)
+            scale = f[cells * o.classes : cells * (o.classes + o.num)]
+            coords = f[cells * (o.classes + o.num) :].view(cells * o.num, 4)
+            power = 2 if o.sqrt else 1
+            x = (coords[:, 0] + cols) / o.side
+            y = (coords[:, 1] + rows) / o.side
+            bw = torch.pow(coords[:, 2].double(), power).float()
+            bh = torch.pow(coords[:, 3].double(), power).float()
+            probs = threshold_probs(scale[:, None] * cls, thresh)
+            keep = (probs > 0).any(dim=1)
+            boxes = torch.stack([x, y, bw, bh], dim=1)[keep]
+            boxes = correct_boxes(boxes, image_sizes[i][0], image_sizes[i][1], net_w, net_h, letterbox)
+            out.append(Detections(boxes, scale[keep], probs[keep]))
+        return out
 
     def forward(self, x: Tensor, cache: list) -> Tensor:
         flat = x.reshape(x.shape[0], -1)

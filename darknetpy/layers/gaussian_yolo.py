@@ -29,6 +29,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..boxes import Detections, correct_boxes, grid_candidates, threshold_probs
 from ..cfg import Section
 from ..errors import BadValueError, ShapeError
 from ..registry import register_section
@@ -79,6 +80,37 @@ class GaussianYolo(DarknetLayer):
 
     def describe(self) -> tuple[str, str]:
         return "", f"{self.options.iou_loss}"
+
+    def get_detections(
+        self, output: Tensor, net_w: int, net_h: int, image_sizes: "list[tuple[int, int]]", thresh: float, hier_thresh: float, letterbox: bool
+    ) -> "list[Detections]":
+        """``get_gaussian_yolo_detections``: prob = obj·class·(1 − mean of the 4 uncertainties)."""
+        o = self.options
+        b, _, h, w = output.shape
+        v = output.view(b, self.n, self.classes + PER_ANCHOR, h, w).permute(0, 3, 4, 1, 2).reshape(b, h * w * self.n, -1)
+        rows, cols, slots = grid_candidates(h, w, self.n, output.device)
+        anchor_w = torch.tensor([o.anchors[2 * m] for m in o.mask], dtype=torch.float64, device=output.device)[slots]
+        anchor_h = torch.tensor([o.anchors[2 * m + 1] for m in o.mask], dtype=torch.float64, device=output.device)[slots]
+        out = []
+        for i in range(b):
+            p = v[i].float()
+            keep = p[:, 8] > thresh
+            p, obj = p[keep], p[keep, 8]
+            bw = (torch.exp(p[:, 4].double()) * anchor_w[keep] / net_w).float()
+            bh = (torch.exp(p[:, 6].double()) * anchor_h[keep] / net_h).float()
+            x = (cols[keep] + p[:, 0]) / w
+            y = (rows[keep] + p[:, 2]) / h
+            if o.yolo_point == "left_top":
+                x, y = x + bw / 2, y + bh / 2
+            elif o.yolo_point == "right_bottom":
+                x, y = x - bw / 2, y - bh / 2
+            uncertainty = p[:, [1, 3, 5, 7]]
+            mean_uc = (uncertainty[:, 0] + uncertainty[:, 1] + uncertainty[:, 2] + uncertainty[:, 3]) / 4.0
+            prob = (obj[:, None] * p[:, 9:]).double() * (1.0 - mean_uc.double())[:, None]
+            prob = threshold_probs(prob.float(), thresh)
+            boxes = correct_boxes(torch.stack([x, y, bw, bh], dim=1), image_sizes[i][0], image_sizes[i][1], net_w, net_h, letterbox)
+            out.append(Detections(boxes, obj, prob, {"uncertainty": uncertainty}))
+        return out
 
 
 def gaussian_yolo_activate(x: Tensor, n: int, per_anchor: int, scale_x_y: float) -> Tensor:

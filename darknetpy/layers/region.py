@@ -39,8 +39,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..boxes import Detections, correct_boxes, grid_candidates, threshold_probs
 from ..cfg import Section
-from ..errors import BadValueError, ShapeError
+from ..errors import BadValueError, DarknetError, ShapeError
 from ..registry import register_section
 from .base import BuildContext, DarknetLayer
 from .softmax import SoftmaxTree, darknet_softmax, read_map, read_tree, tree_softmax
@@ -202,6 +203,52 @@ class Region(DarknetLayer):
             cls = darknet_softmax(cls, dim=-1)
         out = torch.cat([t[..., :4], torch.sigmoid(t[..., 4:5]), cls, t[..., 5 + o.classes :]], dim=-1)
         return out.reshape(b, ch, h, w)
+
+    def get_detections(
+        self, output: Tensor, net_w: int, net_h: int, image_sizes: "list[tuple[int, int]]", thresh: float, hier_thresh: float, letterbox: bool
+    ) -> "list[Detections]":
+        """Region boxes: anchors in grid units, ``prob = scale·class`` above ``thresh``.
+
+        pjreddie ``get_region_detections``: x, y already activated, objectness ``scale > thresh ? scale : 0``
+        (``background=1``: scale 1), classes from entry ``coords + !background``. AlexeyAB
+        ``custom_get_region_detections``/``get_region_boxes``: interleaved memory, the logistic on x and y
+        here, every box has objectness 1, ``classfix=-1`` zeroes scales below .5. Candidates that can
+        produce no detection (all probabilities 0) are left out.
+        """
+        o = self.options
+        if o.tree is not None:
+            raise DarknetError(f"layer {self.index} [region]: decoding a hierarchical (tree=) output is not supported")
+        e = self.entries(output)
+        b, n, size, h, w = e.shape
+        v = e.permute(0, 3, 4, 1, 2).reshape(b, h * w * n, size)
+        rows, cols, slots = grid_candidates(h, w, n, output.device)
+        aw = torch.tensor(o.anchors[0::2], dtype=torch.float64, device=output.device)[slots]
+        ah = torch.tensor(o.anchors[1::2], dtype=torch.float64, device=output.device)[slots]
+        out = []
+        for i in range(b):
+            p = v[i].float()
+            if o.interleaved:
+                scale = p[:, 4]
+                if o.classfix == -1:
+                    scale = torch.where(scale < 0.5, torch.zeros_like(scale), scale)
+                tx, ty = torch.sigmoid(p[:, 0]), torch.sigmoid(p[:, 1])
+                probs = threshold_probs(scale[:, None] * p[:, 5 : 5 + o.classes], thresh)
+                objectness = torch.ones_like(scale)
+            else:
+                scale = torch.ones_like(p[:, 0]) if o.background else p[:, o.coords]
+                objectness = torch.where(scale > thresh, scale, torch.zeros_like(scale))
+                start = o.coords + (0 if o.background else 1)
+                probs = threshold_probs(scale[:, None] * p[:, start : start + o.classes], thresh)
+                probs = probs * (objectness > 0)[:, None].to(probs.dtype)
+                tx, ty = p[:, 0], p[:, 1]
+            keep = (probs > 0).any(dim=1)
+            x = (cols[keep] + tx[keep]) / w
+            y = (rows[keep] + ty[keep]) / h
+            bw = (torch.exp(p[keep, 2].double()) * aw[keep] / w).float()
+            bh = (torch.exp(p[keep, 3].double()) * ah[keep] / h).float()
+            boxes = correct_boxes(torch.stack([x, y, bw, bh], dim=1), image_sizes[i][0], image_sizes[i][1], net_w, net_h, letterbox)
+            out.append(Detections(boxes, objectness[keep], probs[keep]))
+        return out
 
     def entries(self, y: Tensor) -> Tensor:
         """This layer's output as ``(B, n, coords+1+classes, H, W)`` whatever the fork's memory layout."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from ..boxes import Detections, correct_boxes
+from ..boxes import Detections, correct_boxes, grid_candidates, threshold_probs
 from ..cfg import Section
 from ..errors import BadValueError, ShapeError
 from ..registry import register_section
@@ -155,10 +155,9 @@ class Yolo(DarknetLayer):
         o = self.options
         b, _, h, w = output.shape
         v = output.view(b, self.n, self.classes + 5, h, w).permute(0, 3, 4, 1, 2).reshape(b, h * w * self.n, -1)
-        rows = torch.arange(h).repeat_interleave(w * self.n).to(output.device)
-        cols = torch.arange(w).repeat_interleave(self.n).repeat(h).to(output.device)
-        anchor_w = torch.tensor([o.anchors[2 * m] for m in o.mask], dtype=torch.float64, device=output.device).repeat(h * w)
-        anchor_h = torch.tensor([o.anchors[2 * m + 1] for m in o.mask], dtype=torch.float64, device=output.device).repeat(h * w)
+        rows, cols, slots = grid_candidates(h, w, self.n, output.device)
+        anchor_w = torch.tensor([o.anchors[2 * m] for m in o.mask], dtype=torch.float64, device=output.device)[slots]
+        anchor_h = torch.tensor([o.anchors[2 * m + 1] for m in o.mask], dtype=torch.float64, device=output.device)[slots]
         out = []
         for i in range(b):
             p = v[i].float()
@@ -173,8 +172,7 @@ class Yolo(DarknetLayer):
             else:
                 bw = (torch.exp(p[:, 2].double()) * anchor_w[keep] / net_w).float()
                 bh = (torch.exp(p[:, 3].double()) * anchor_h[keep] / net_h).float()
-            prob = obj[:, None] * p[:, 5:]
-            prob = torch.where(prob > thresh, prob, torch.zeros_like(prob))
+            prob = threshold_probs(obj[:, None] * p[:, 5:], thresh)
             boxes = correct_boxes(torch.stack([x, y, bw, bh], dim=1), image_sizes[i][0], image_sizes[i][1], net_w, net_h, letterbox)
             out.append(Detections(boxes, obj, prob))
         return out
