@@ -41,7 +41,7 @@ from torch import Tensor
 
 from ..boxes import Detections, correct_boxes, grid_candidates, threshold_probs
 from ..cfg import Section
-from ..errors import BadValueError, DarknetError, ShapeError
+from ..errors import BadValueError, ShapeError
 from ..registry import register_section
 from .base import BuildContext, DarknetLayer
 from .softmax import SoftmaxTree, darknet_softmax, read_map, read_tree, tree_softmax
@@ -216,8 +216,6 @@ class Region(DarknetLayer):
         produce no detection (all probabilities 0) are left out.
         """
         o = self.options
-        if o.tree is not None:
-            raise DarknetError(f"layer {self.index} [region]: decoding a hierarchical (tree=) output is not supported")
         e = self.entries(output)
         b, n, size, h, w = e.shape
         v = e.permute(0, 3, 4, 1, 2).reshape(b, h * w * n, size)
@@ -232,13 +230,21 @@ class Region(DarknetLayer):
                 if o.classfix == -1:
                     scale = torch.where(scale < 0.5, torch.zeros_like(scale), scale)
                 tx, ty = torch.sigmoid(p[:, 0]), torch.sigmoid(p[:, 1])
-                probs = threshold_probs(scale[:, None] * p[:, 5 : 5 + o.classes], thresh)
+                cls = p[:, 5 : 5 + o.classes]
+                if o.tree is not None:
+                    probs = _tree_probs_alexeyab(cls, scale, o, thresh)
+                else:
+                    probs = threshold_probs(scale[:, None] * cls, thresh)
                 objectness = torch.ones_like(scale)
             else:
                 scale = torch.ones_like(p[:, 0]) if o.background else p[:, o.coords]
                 objectness = torch.where(scale > thresh, scale, torch.zeros_like(scale))
                 start = o.coords + (0 if o.background else 1)
-                probs = threshold_probs(scale[:, None] * p[:, start : start + o.classes], thresh)
+                cls = p[:, start : start + o.classes]
+                if o.tree is not None:
+                    probs = _tree_probs_pjreddie(cls, scale, o, thresh, hier_thresh)
+                else:
+                    probs = threshold_probs(scale[:, None] * cls, thresh)
                 probs = probs * (objectness > 0)[:, None].to(probs.dtype)
                 tx, ty = p[:, 0], p[:, 1]
             keep = (probs > 0).any(dim=1)
@@ -258,6 +264,73 @@ class Region(DarknetLayer):
         if o.interleaved:
             return y.reshape(b, h * w, o.num, o.size).permute(0, 2, 3, 1).reshape(b, o.num, o.size, h, w)
         return y.reshape(b, o.num, o.size, h, w)
+
+
+def _hierarchy_predictions(cls: Tensor, tree: SoftmaxTree) -> Tensor:
+    """``hierarchy_predictions(..., only_leaves=0)``: each node times its parent's (already multiplied) value."""
+    out = cls.clone()
+    for j, parent in enumerate(tree.parent):
+        if parent >= 0:
+            out[:, j] = out[:, j] * out[:, parent]
+    return out
+
+
+def _tree_children(tree: SoftmaxTree) -> list[int]:
+    """Darknet's ``tree.child``: the group index of each node's children, or -1."""
+    child = [-1] * tree.n
+    for g, offset in enumerate(tree.group_offset):
+        parent = tree.parent[offset]
+        if parent >= 0:
+            child[parent] = g
+    return child
+
+
+def _top_prediction(values: list[float], tree: SoftmaxTree, child: list[int], thresh: float) -> int:
+    """``hierarchy_top_prediction``: descend while ``p·max > thresh``."""
+    p, group = 1.0, 0
+    while True:
+        offset, size = tree.group_offset[group], tree.group_size[group]
+        best, best_i = 0.0, 0  # C starts from max_i = 0
+        for i in range(offset, offset + size):
+            if values[i] > best:
+                best, best_i = values[i], i
+        if p * best > thresh:
+            p *= best
+            group = child[best_i]
+            if group < 0:
+                return best_i
+        elif group == 0:
+            return best_i
+        else:
+            return tree.parent[tree.group_offset[group]]
+
+
+def _tree_probs_pjreddie(cls: Tensor, scale: Tensor, o: "RegionOptions", thresh: float, hier_thresh: float) -> Tensor:
+    """pjreddie ``get_region_detections`` with a tree: the ``map`` classes, or one class (the top
+    prediction at ``hier_thresh``) with probability ``scale``."""
+    values = _hierarchy_predictions(cls.double(), o.tree)
+    if o.map is not None:
+        picked = values[:, list(o.map)[:200]] * scale.double()[:, None]
+        return threshold_probs(picked.float(), thresh)
+    child = _tree_children(o.tree)
+    probs = torch.zeros(cls.shape[0], o.classes, dtype=cls.dtype)
+    for r, row in enumerate(values.tolist()):
+        j = _top_prediction(row, o.tree, child, hier_thresh)
+        probs[r, j] = scale[r] if scale[r] > thresh else 0.0
+    return probs
+
+
+def _tree_probs_alexeyab(cls: Tensor, scale: Tensor, o: "RegionOptions", thresh: float) -> Tensor:
+    """AlexeyAB ``get_region_boxes`` with a tree: the ``map`` classes, or the deepest node above .5
+    with its own (hierarchical) probability when ``scale > thresh``."""
+    values = _hierarchy_predictions(cls.double(), o.tree).float()
+    if o.map is not None:
+        return threshold_probs(values[:, list(o.map)[:200]] * scale[:, None], thresh)
+    above = values > 0.5
+    index = torch.arange(o.classes).expand_as(values)
+    last = torch.where(above, index, torch.full_like(index, -1)).amax(dim=1)
+    keep = (index == last[:, None]) & (scale > thresh)[:, None]
+    return torch.where(keep, values, torch.zeros_like(values))
 
 
 def _put(t: Tensor, start: int, part: Tensor) -> Tensor:

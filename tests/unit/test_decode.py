@@ -223,3 +223,81 @@ def test_letterbox_pads_with_half_and_centres():
     out = letterbox_image(torch.zeros(3, 10, 20), 16, 16)
     assert out.shape == (3, 16, 16)
     assert (out[:, :4] == 0.5).all() and (out[:, 4:12] == 0).all() and (out[:, 12:] == 0.5).all()
+
+
+TREE = "animal -1\nvehicle -1\ndog 0\ncat 0\ncar 1\nbike 1\nbus 1\npuppy 2\nhound 2\n"
+
+
+def tree_region(tmp_path, flavor):
+    (tmp_path / "t.tree").write_text(TREE)
+    body = f"[region]\nclasses=9\ncoords=4\nnum=1\nsoftmax=1\ntree={tmp_path / 't.tree'}\nanchors=1,1\n"
+    return model(body, flavor, 3, 3, 14)
+
+
+def literal_hierarchy(values, parents):
+    v = list(values)
+    for j, p in enumerate(parents):
+        if p >= 0:
+            v[j] *= v[p]
+    return v
+
+
+@pytest.mark.parametrize("hier", [0.1, 0.5, 0.9])
+def test_pjreddie_tree_region_picks_hierarchy_top_prediction(tmp_path, hier):
+    m = tree_region(tmp_path, "pjreddie")
+    out = head_output(m, 7)
+    (dets,) = m.heads[0].get_detections(out, 96, 96, [(96, 96)], 0.2, hier, letterbox=False)
+    e = m.heads[0].entries(out)[0, 0]  # (size, H, W)
+    parents = [-1, -1, 0, 0, 1, 1, 1, 2, 2]
+    groups = [(0, 2), (2, 2), (4, 3), (7, 2)]  # (offset, size)
+    child = {0: 1, 1: 2, 2: 3}
+    rows = []
+    for cell in range(9):
+        r, c = divmod(cell, 3)
+        scale = e[4, r, c].item()
+        if scale <= 0.2:
+            continue
+        v = literal_hierarchy(e[5:, r, c].tolist(), parents)
+        p, g = 1.0, 0
+        while True:  # hierarchy_top_prediction
+            off, size = groups[g]
+            best_i = max(range(off, off + size), key=lambda i: (v[i], -i))
+            best = v[best_i]
+            if p * best > hier:
+                p *= best
+                if best_i not in child:
+                    top = best_i
+                    break
+                g = child[best_i]
+            elif g == 0:
+                top = best_i
+                break
+            else:
+                top = parents[groups[g][0]]
+                break
+        rows.append((top, scale))
+    got = [(int(torch.nonzero(p).flatten()[0]), float(p.max())) for p in dets.probs]
+    assert got == [(t, pytest.approx(s)) for t, s in rows] and rows
+
+
+def test_alexeyab_tree_region_keeps_the_deepest_node_above_half(tmp_path):
+    m = tree_region(tmp_path, "alexeyab")
+    out = head_output(m, 8)
+    (dets,) = m.heads[0].get_detections(out, 96, 96, [(96, 96)], 0.2, 0.5, letterbox=False)
+    e = m.heads[0].entries(out)[0, 0]
+    parents = [-1, -1, 0, 0, 1, 1, 1, 2, 2]
+    expected = []
+    for cell in range(9):
+        r, c = divmod(cell, 3)
+        v = literal_hierarchy(e[5:, r, c].tolist(), parents)
+        probs = [0.0] * 9
+        if e[4, r, c].item() > 0.2:
+            found = False
+            for j in range(8, -1, -1):
+                if not found and v[j] > 0.5:
+                    found = True
+                    probs[j] = v[j]
+        if any(probs):
+            expected.append(probs)
+    np.testing.assert_allclose(dets.probs.numpy(), np.array(expected).reshape(-1, 9), rtol=1e-6)
+    assert len(expected) > 0
