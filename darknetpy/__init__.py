@@ -67,3 +67,21 @@ __all__ = [
     "read_header",
     "write_cfg",
 ]
+
+from .export import DEFAULT_OPSET, ExportReport, check_onnx, export_onnx, onnx_detections, onnx_settings
+from .serve import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, RunningServer, create_app, serve, start_server
+
+__all__ += [
+    "DEFAULT_OPSET",
+    "ExportReport",
+    "check_onnx",
+    "export_onnx",
+    "onnx_detections",
+    "onnx_settings",
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_PIXELS",
+    "RunningServer",
+    "create_app",
+    "serve",
+    "start_server",
+]

@@ -61,7 +61,7 @@ def _split_model_args(items: list[str]) -> tuple[str | None, str | None, str | N
 
 def _detector_test(args: argparse.Namespace) -> int:
     data, cfg, weights, inputs = _split_model_args(args.items)
-    model = dp.load_detector(data, cfg, weights, args.flavor)
+    model = dp.load_detector(data, cfg, weights, args.flavor, fast=True, half=args.half)
     options = dp.DetectorTest(
         thresh=args.thresh, hier_thresh=args.hier, nms=args.nms, nms_kind=args.nms_kind, letterbox=True if args.letter_box else None,
         ext_output=args.ext_output, save_txt=args.save_txt, out_json=args.out, out_dir=args.out_dir,
@@ -111,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-out_filename", metavar="FILE", help="annotated video output (for video inputs)")
     p.add_argument("-dont_show", action="store_true", help="accepted for Darknet compatibility (nothing is shown)")
     p.add_argument("-batch", type=int, default=4, help="images per forward pass")
+    p.add_argument("--half", "-half", action="store_true", help="bfloat16 inference (where the CPU supports it natively)")
     p.add_argument("--flavor", default=None, choices=["alexeyab", "pjreddie"])
     p.set_defaults(handler=_detector_test)
 
@@ -121,7 +122,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("layers", type=int)
     p.add_argument("--flavor", default=None, choices=["alexeyab", "pjreddie"])
     p.set_defaults(handler=_partial)
+    _add_export_and_serve(sub)
     return parser
+
+
+def _export(args: argparse.Namespace) -> int:
+    model = dp.load_detector(None, args.cfg, args.weights, args.flavor)  # with the COCO names for 80 classes
+    output = args.output or f"{args.weights.rsplit('/', 1)[-1].rsplit('.', 1)[0]}{'-decoded' if args.decoded else ''}.onnx"
+    report = dp.export_onnx(
+        model, output, decoded=args.decoded, opset=args.opset, dynamic_batch=args.batch is None,
+        batch=args.batch or 1, exporter=args.exporter, check=not args.no_check,
+    )
+    print(report)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    model = dp.load_detector(None, args.cfg, args.weights, args.flavor, fast=True, half=args.half)
+    if args.names:
+        model.names = dp.read_names(args.names)
+    dp.serve(model, args.host, args.port, args.max_bytes, max_pixels=args.max_pixels, decoder=args.decoder)
+    return 0
+
+
+def _add_export_and_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write the network as ONNX (dynamic batch; raw heads or decoded boxes)")
+    p.add_argument("--format", default="onnx", choices=["onnx"], help="export format")
+    p.add_argument("cfg")
+    p.add_argument("weights")
+    p.add_argument("-o", "--output", help="the .onnx file (default: <weights name>[-decoded].onnx here)")
+    p.add_argument("--decoded", action="store_true", help="output the candidate boxes (batch, boxes, 4+1+classes) instead of the heads")
+    p.add_argument("--opset", type=int, default=dp.DEFAULT_OPSET, help=f"ONNX opset (default {dp.DEFAULT_OPSET})")
+    p.add_argument("--batch", type=int, default=None, help="a fixed batch size (default: dynamic)")
+    p.add_argument("--exporter", default="dynamo", choices=["dynamo", "torchscript"], help="torch's ONNX exporter (default dynamo)")
+    p.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison with PyTorch")
+    p.add_argument("--flavor", default=None, choices=["alexeyab", "pjreddie"])
+    p.set_defaults(handler=_export)
+
+    p = sub.add_parser("serve", help="HTTP prediction service: POST /predict (an image) -> JSON detections, GET /health")
+    p.add_argument("cfg", nargs="?", help="without a cfg and weights: the bundled Yolo-Fastest-1.1 COCO model")
+    p.add_argument("weights", nargs="?")
+    p.add_argument("--names", help="class names, one per line (e.g. cfg/coco.names)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: a free one)")
+    p.add_argument("--max-bytes", type=int, default=dp.DEFAULT_MAX_BYTES, help="largest request body in bytes (larger: 413)")
+    p.add_argument("--max-pixels", type=int, default=dp.DEFAULT_MAX_PIXELS, help="largest decoded image, width·height (larger: 413)")
+    p.add_argument("--half", action="store_true", help="bfloat16 inference (where the CPU supports it natively)")
+    p.add_argument("--decoder", default="stb", choices=["stb", "opencv"], help="JPEG decoding: Darknet's stb_image pixels (default) or OpenCV (~40x faster)")
+    p.add_argument("--flavor", default=None, choices=["alexeyab", "pjreddie"])
+    p.set_defaults(handler=_serve)
 
 
 def _format_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001

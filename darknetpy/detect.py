@@ -24,7 +24,7 @@ from .nms import nms as run_nms
 if TYPE_CHECKING:
     from .model import Darknet
 
-__all__ = ["Detection", "network_boxes", "detect", "detections_to_list", "default_letterbox"]
+__all__ = ["Detection", "network_boxes", "detect", "detections_to_list", "default_letterbox", "nms_settings"]
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def network_boxes(
     return [Detections.cat(parts, classes) for parts in per_image]
 
 
-def _nms_settings(model: "Darknet") -> tuple[str, float]:
+def nms_settings(model: "Darknet") -> tuple[str, float]:
     """The last layer's ``nms_kind``/``beta_nms`` (test_detector reads ``net.layers[net.n-1]``)."""
     options = getattr(model.layers[-1], "options", None)
     return getattr(options, "nms_kind", "default"), getattr(options, "beta_nms", 0.6)
@@ -126,7 +126,7 @@ def detect(
     thresh = model.flavor.detect_thresh if thresh is None else thresh
     letterbox = default_letterbox(model) if letterbox is None else letterbox
     names = names if names is not None else model.names
-    kind, beta = _nms_settings(model)
+    kind, beta = nms_settings(model)
     kind = kind if nms_kind is None else nms_kind
     _, net_h, net_w = model.input_shape
     device = next((p.device for p in model.parameters()), torch.device("cpu"))

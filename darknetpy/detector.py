@@ -8,7 +8,6 @@ model is used.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -52,8 +51,27 @@ def expand_inputs(inputs: Sequence[str]) -> list[Path]:
     return out
 
 
-def load_detector(data: str | None, cfg: str | None, weights: str | None, flavor: str | None = None) -> Darknet:
-    """The model of ``detector test`` with its class names (the bundled model when no cfg is given)."""
+def load_detector(
+    data: str | None, cfg: str | None, weights: str | None, flavor: str | None = None, fast: bool = False, half: bool = False
+) -> Darknet:
+    """The model of ``detector test`` with its class names (the bundled model when no cfg is given).
+
+    ``fast``: eval mode with :meth:`Darknet.optimize_for_inference` (batch norm folded in double, as
+    AlexeyAB's detector does); ``half``: the same in bfloat16 (heads stay float32).
+    """
+    model = _load_detector(data, cfg, weights, flavor)
+    if fast or half:
+        import torch
+
+        from .fuse import bf16_supported
+
+        if half and not bf16_supported():
+            raise DarknetError("--half needs a CPU with native bfloat16 (AVX512-BF16 or AMX); run without it")
+        model.eval().optimize_for_inference(dtype=torch.bfloat16 if half else None)
+    return model
+
+
+def _load_detector(data: str | None, cfg: str | None, weights: str | None, flavor: str | None) -> Darknet:
     if cfg is None:
         cfg_path, weights_path, names_path = default_model()
         if not weights_path.exists():

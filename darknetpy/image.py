@@ -21,7 +21,7 @@ from torch import Tensor
 
 from .errors import DataError
 
-__all__ = ["ImageLike", "load_image", "to_tensor", "resize_image", "letterbox_image", "letterbox_size", "prepare", "draw_detections", "save_image"]
+__all__ = ["ImageLike", "decode_image", "load_image", "to_tensor", "resize_image", "letterbox_image", "letterbox_size", "prepare", "draw_detections", "save_image"]
 
 ImageLike = Union[str, os.PathLike, np.ndarray, Tensor, "PIL.Image.Image"]  # noqa: F821
 
@@ -29,26 +29,32 @@ ImageLike = Union[str, os.PathLike, np.ndarray, Tensor, "PIL.Image.Image"]  # no
 JPEG_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".jfif"}
 
 
-def load_image(path: "str | os.PathLike", decoder: str = "stb") -> np.ndarray:
-    """An image file as ``(H, W, 3)`` uint8 RGB; a :class:`DataError` if it cannot be decoded.
+def decode_image(data: bytes, decoder: str = "stb", name: str = "image") -> np.ndarray:
+    """Encoded image bytes as ``(H, W, 3)`` uint8 RGB; a :class:`DataError` naming ``name`` if they do not decode.
 
-    ``decoder="stb"`` decodes JPEGs exactly as Darknet's stb_image (no EXIF rotation);
-    ``"opencv"`` uses OpenCV for everything (faster; EXIF orientation applied).
+    ``decoder="stb"`` decodes JPEGs exactly as Darknet's stb_image (no EXIF rotation), other formats
+    with OpenCV; ``"opencv"`` uses OpenCV for everything (faster; EXIF orientation applied).
     """
-    p = Path(path)
-    data = np.fromfile(p, dtype=np.uint8) if p.is_file() else None
-    if data is None:
-        raise DataError(f"{p}: image not found")
     if decoder not in ("stb", "opencv"):
         raise DataError(f"unknown image decoder {decoder!r} (use 'stb' or 'opencv')")
-    if decoder == "stb" and data[:2].tobytes() == b"\xff\xd8":
+    if decoder == "stb" and data[:2] == b"\xff\xd8":
         from .jpeg import decode_jpeg
 
-        return decode_jpeg(data.tobytes(), os.fspath(p))
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+        return decode_jpeg(data, name)
+    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR) if data else None
     if img is None:
-        raise DataError(f"{p}: not a readable image")
+        raise DataError(f"{name}: not a readable image")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def load_image(path: "str | os.PathLike", decoder: str = "stb") -> np.ndarray:
+    """An image file as ``(H, W, 3)`` uint8 RGB (see :func:`decode_image`)."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
+        raise DataError(f"{p}: image not found") from None
+    return decode_image(data, decoder, os.fspath(p))
 
 
 def to_tensor(image: ImageLike) -> Tensor:

@@ -78,6 +78,7 @@ class Darknet(nn.Module):
         self.load_report: LoadReport | None = None
         self.names: list[str] | None = None  # class names used by detect()
         self._keep = frozenset(i for layer in built for i in layer.sources) | frozenset(self.head_indices)
+        self._inference_plan = None  # see optimize_for_inference()
         if weights is not None:
             report = self.load_weights(weights, cutoff=cutoff)
             start = report.first_missing
@@ -149,6 +150,9 @@ class Darknet(nn.Module):
 
     def _run(self, x: Tensor, keep_all: bool) -> list[Tensor | None]:
         x = self._check_input(x)
+        plan = self.__dict__.get("_inference_plan")
+        if plan is not None and plan.usable(self):
+            return plan.forward(self, x, keep_all)
         cache: list[Tensor | None] = [None] * len(self.layers)
         keep = self._keep
         for i, layer in enumerate(self.layers):
@@ -173,6 +177,37 @@ class Darknet(nn.Module):
         """Every layer's output (Darknet's ``l.output`` of each layer), in layer order."""
         return self._run(x, keep_all=True)  # type: ignore[return-value]
 
+    # ---- fast inference -----------------------------------------------------------------
+    def optimize_for_inference(self, dtype=None, channels_last: bool = True, **kwargs) -> "Darknet":
+        """Batch norm folded into the convs (in double), channels-last, fused activations; see
+        :func:`darknetpy.fuse.optimize_for_inference`. Used in eval mode with autograd off."""
+        from .fuse import optimize_for_inference
+
+        return optimize_for_inference(self, dtype=dtype, channels_last=channels_last, **kwargs)
+
+    @property
+    def inference_plan(self):
+        """The :class:`~darknetpy.fuse.InferencePlan` attached by :meth:`optimize_for_inference`, or None."""
+        return self.__dict__.get("_inference_plan")
+
+    @inference_plan.setter
+    def inference_plan(self, plan) -> None:
+        self.__dict__["_inference_plan"] = plan
+
+    def _release_plan(self) -> None:
+        plan = self.__dict__.get("_inference_plan")
+        if plan is not None:
+            plan.release()
+
+    def train(self, mode: bool = True) -> "Darknet":
+        if mode:
+            self._release_plan()  # training runs the real batch norm; the fused copy goes
+        return super().train(mode)
+
+    def _apply(self, fn, *args, **kwargs):
+        self._release_plan()  # .to(), .half(), .cuda()...: derived tensors are rebuilt
+        return super()._apply(fn, *args, **kwargs)
+
     # ---- detection ----------------------------------------------------------------------
     def detect(self, images, thresh: float | None = None, nms: float = 0.45, **kwargs):
         """Darknet's detections for one image or a list; see :func:`darknetpy.detect.detect`."""
@@ -183,6 +218,7 @@ class Darknet(nn.Module):
     # ---- weights ------------------------------------------------------------------------
     def load_weights(self, path: "str | os.PathLike", cutoff: int | None = None) -> LoadReport:
         """Load a Darknet ``.weights`` file (layers ``0..cutoff-1``); see :func:`darknetpy.weights.load_weights`."""
+        self._release_plan()
         return load_weights(self, path, cutoff)
 
     def save_weights(self, path: "str | os.PathLike", cutoff: int | None = None) -> None:

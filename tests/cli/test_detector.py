@@ -7,7 +7,6 @@ import re
 import warnings
 
 import cv2
-import numpy as np
 import pytest
 import torch
 from PIL import Image
