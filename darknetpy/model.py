@@ -148,13 +148,13 @@ class Darknet(nn.Module):
             raise DarknetError(f"the network takes (N, {self.net.inputs}) input, got {tuple(x.shape)}")
         return x
 
-    def _run(self, x: Tensor, keep_all: bool) -> list[Tensor | None]:
+    def _run(self, x: Tensor, keep_all: bool, keep: frozenset[int] | None = None) -> list[Tensor | None]:
         x = self._check_input(x)
         plan = self.__dict__.get("_inference_plan")
-        if plan is not None and plan.usable(self):
+        if keep is None and plan is not None and plan.usable(self):
             return plan.forward(self, x, keep_all)
         cache: list[Tensor | None] = [None] * len(self.layers)
-        keep = self._keep
+        keep = self._keep if keep is None else keep
         for i, layer in enumerate(self.layers):
             x = layer(x, cache)
             if keep_all or i in keep:
@@ -172,6 +172,15 @@ class Darknet(nn.Module):
         if out is None:  # a trailing [cost]: run again keeping everything
             out = self._run(x, keep_all=True)[self.output_index]
         return out  # type: ignore[return-value]
+
+    def forward_train(self, x: Tensor) -> list[Tensor]:
+        """The input of every head (the raw output of the layer before it), for the losses.
+
+        Darknet computes a head's deltas from its input ``z``; the head's own activations are part of
+        the loss (:mod:`darknetpy.loss`). Use in training mode.
+        """
+        cache = self._run(x, keep_all=False, keep=self._keep | frozenset(i - 1 for i in self.head_indices))
+        return [cache[i - 1] for i in self.head_indices]  # type: ignore[misc]
 
     def trace(self, x: Tensor) -> list[Tensor]:
         """Every layer's output (Darknet's ``l.output`` of each layer), in layer order."""
