@@ -24,6 +24,7 @@ from .weights import WeightsHeader, read_header
 from .detect import Detection
 from .detector import DetectorTest, load_detector, run_detector_test
 from .data import DataConfig, read_names
+from .loss import NetworkLoss, available_losses
 
 __all__ = [
     "__version__",
@@ -31,6 +32,7 @@ __all__ = [
     "PJREDDIE",
     "CHECKS",
     "DataConfig",
+    "NetworkLoss",
     "Detection",
     "DetectorTest",
     "CheckResult",
@@ -48,6 +50,7 @@ __all__ = [
     "UnknownSectionError",
     "WeightsError",
     "WeightsHeader",
+    "available_losses",
     "convert",
     "load_detector",
     "read_names",

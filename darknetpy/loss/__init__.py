@@ -5,6 +5,8 @@ inputs and the truth boxes; see :mod:`darknetpy.loss.base`.
 """
 from .base import HeadLoss, HeadLossResult, LossResult, NetworkLoss, available_losses, normalize_truths, register_loss
 from .verify import verify_grad, verify_loss
+from . import gaussian_yolo, region, ultralytics  # noqa: F401  (register the [region], [Gaussian_yolo] and YOLOv5 losses)
+from . import darknet_ciou, yolo_alexeyab, yolo_pjreddie  # noqa: F401  (register the [yolo] losses)
 
 __all__ = [
     "HeadLoss",

@@ -72,9 +72,15 @@ class HeadLossResult:
 
 
 class HeadLoss:
-    """Base of a head's loss: built once for a layer, called with the head's input and the truths."""
+    """Base of a head's loss: built once for a layer, called with the head's input and the truths.
+
+    Contract: minus the gradient of ``loss`` with respect to ``z`` is ``delta``, unless the class sets
+    ``delta_is_gradient = False`` (pjreddie's region loss: its CPU backward sends nothing, so the
+    gradient is the GPU one while ``delta`` stays the CPU ``l.delta`` that the cost is made of).
+    """
 
     name: ClassVar[str] = ""
+    delta_is_gradient: ClassVar[bool] = True
 
     def __init__(self, layer: "DarknetLayer", model: "Darknet") -> None:
         self.layer = layer
