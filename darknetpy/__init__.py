@@ -88,3 +88,7 @@ __all__ += [
     "serve",
     "start_server",
 ]
+
+# <evaluation exports go here>
+# <data tool exports go here>
+# <anchors and cfg tool exports go here>

@@ -114,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--half", "-half", action="store_true", help="bfloat16 inference (where the CPU supports it natively)")
     p.add_argument("--flavor", default=None, choices=["alexeyab", "pjreddie"])
     p.set_defaults(handler=_detector_test)
+    # <detector map/valid: evaluation subcommands go here>
+    # <detector calc_anchors goes here>
 
     p = sub.add_parser("partial", help="darknet partial: the first N layers, seen = 0")
     p.add_argument("cfg")
@@ -123,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flavor", default=None, choices=["alexeyab", "pjreddie"])
     p.set_defaults(handler=_partial)
     _add_export_and_serve(sub)
+    # <data tools: the `data` subcommand group goes here>
+    # <cfg tools: the `cfg` subcommand group goes here>
     return parser
 
 

@@ -1,4 +1,5 @@
 """Data sets in Darknet's formats: ``.data`` files, image lists, labels."""
 from .datafile import DataConfig, read_names
+from .labels import LabelProblem, label_path, read_image_list, read_labels
 
-__all__ = ["DataConfig", "read_names"]
+__all__ = ["DataConfig", "LabelProblem", "label_path", "read_image_list", "read_labels", "read_names"]
