@@ -90,5 +90,35 @@ __all__ += [
 ]
 
 # <evaluation exports go here>
+from .evaluate import MapReport, evaluate_detections, evaluate_map
+from .valid import ImageDetections, ValidReport, collect_detections, validate
+from .cocoeval import CocoMap, coco_evaluate
+
+__all__ += [
+    "MapReport", "evaluate_detections", "evaluate_map",
+    "ImageDetections", "ValidReport", "collect_detections", "validate",
+    "CocoMap", "coco_evaluate",
+]
 # <data tool exports go here>
+from .data.voc import VOC_CLASSES, VocResult, read_voc_xml, voc_to_darknet
+from .data.coco import COCO_IDS, COCO_NAMES, CocoResult, coco_to_darknet
+from .data.split import SplitResult, split_images
+from .data.check import CheckReport, Finding, check_dataset
+from .data.stats import DatasetStats, dataset_stats, draw_size_histogram
+
+__all__ += [
+    "VOC_CLASSES", "VocResult", "read_voc_xml", "voc_to_darknet",
+    "COCO_IDS", "COCO_NAMES", "CocoResult", "coco_to_darknet",
+    "SplitResult", "split_images",
+    "CheckReport", "Finding", "check_dataset",
+    "DatasetStats", "dataset_stats", "draw_size_histogram",
+]
 # <anchors and cfg tool exports go here>
+from .anchors import DEFAULT_RESTARTS, AnchorsReport, calc_anchors
+from .cfgtools import CfgChange, EditedCfg, max_batches_for, set_classes, set_classes_text
+from .cfgtools import diff as diff_cfg
+
+__all__ += [
+    "DEFAULT_RESTARTS", "AnchorsReport", "calc_anchors",
+    "CfgChange", "EditedCfg", "diff_cfg", "max_batches_for", "set_classes", "set_classes_text",
+]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from typing import Sequence
@@ -71,6 +72,56 @@ def _detector_test(args: argparse.Namespace) -> int:
     return 0
 
 
+def _detector_map(args: argparse.Namespace) -> int:
+    model = dp.load_detector(args.data, args.cfg, args.weights, args.flavor, fast=True)
+    report = dp.evaluate_map(
+        model, args.data, points=args.points, iou_thresh=args.iou_thresh, thresh=args.thresh, letterbox=True if args.letter_box else None,
+        coco=args.coco, batch_size=args.batch, decoder=args.decoder, progress=not args.quiet,
+    )
+    print(report.text(), end="")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report.as_dict(), f, indent=1)
+    return 0
+
+
+def _detector_valid(args: argparse.Namespace) -> int:
+    model = dp.load_detector(args.data, args.cfg, args.weights, args.flavor, fast=True)
+    report = dp.validate(
+        model, args.data, out_dir=args.results, format=args.eval, outfile=args.out, letterbox=True if args.letter_box else None,
+        batch_size=args.batch, decoder=args.decoder, progress=not args.quiet,
+    )
+    for path in report.files:
+        print(path)
+    print(f"{report.detections} detections of {report.images} images ({report.format})")
+    return 0
+
+
+def _add_evaluation(detector: argparse._SubParsersAction) -> None:
+    for verb, handler, text in (("map", _detector_map, "AlexeyAB's mAP of the .data file's valid list (Darknet's printout)"),
+                                ("valid", _detector_valid, "Darknet's result files: comp4_det_test_<class>.txt or coco_results.json")):
+        p = detector.add_parser(verb, help=text)
+        p.add_argument("data", help="the .data file (classes, valid, names[, difficult, results, eval])")
+        p.add_argument("cfg")
+        p.add_argument("weights")
+        p.add_argument("-letter_box", action="store_true", help="letterbox the input (default: [net] letter_box; pjreddie always)")
+        p.add_argument("-batch", type=int, default=8, help="images per forward pass")
+        p.add_argument("--decoder", default="stb", choices=["stb", "opencv"], help="JPEG decoding: Darknet's stb_image pixels (default) or OpenCV (~40x faster)")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.add_argument("--flavor", default=None, choices=["alexeyab", "pjreddie"])
+        p.set_defaults(handler=handler)
+        if verb == "map":
+            p.add_argument("-points", type=int, default=0, help="0: area under the curve (default), 11: VOC2007, 101: COCO-style")
+            p.add_argument("-iou_thresh", type=float, default=0.5, help="a match needs IoU above this (default .5)")
+            p.add_argument("-thresh", type=float, default=0.25, help="probability threshold of the P/R/F1/TP/FP/avg IoU lines (default .25)")
+            p.add_argument("--coco", action="store_true", help="also COCO's mAP@[.50:.95] of the same detections")
+            p.add_argument("--json", metavar="FILE", help="write the report as JSON")
+        else:
+            p.add_argument("-out", metavar="NAME", help="file name prefix (default comp4_det_test_ / coco_results)")
+            p.add_argument("-eval", choices=["voc", "coco"], help="format (default: the .data file's eval=, else by flavour: pjreddie voc, AlexeyAB coco)")
+            p.add_argument("-results", metavar="DIR", help="output folder (default: the .data file's results=, else results/)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="darknetpy", description="Darknet models as PyTorch modules.")
@@ -115,7 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flavor", default=None, choices=["alexeyab", "pjreddie"])
     p.set_defaults(handler=_detector_test)
     # <detector map/valid: evaluation subcommands go here>
+    _add_evaluation(detector)
     # <detector calc_anchors goes here>
+    _add_calc_anchors(detector)
 
     p = sub.add_parser("partial", help="darknet partial: the first N layers, seen = 0")
     p.add_argument("cfg")
@@ -126,7 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_partial)
     _add_export_and_serve(sub)
     # <data tools: the `data` subcommand group goes here>
+    _add_data_tools(sub)
     # <cfg tools: the `cfg` subcommand group goes here>
+    _add_cfg_tools(sub)
     return parser
 
 
@@ -175,6 +230,149 @@ def _add_export_and_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--decoder", default="stb", choices=["stb", "opencv"], help="JPEG decoding: Darknet's stb_image pixels (default) or OpenCV (~40x faster)")
     p.add_argument("--flavor", default=None, choices=["alexeyab", "pjreddie"])
     p.set_defaults(handler=_serve)
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _names(value: str | None) -> list[str] | None:
+    """``--names``: a .names file, or class names separated by commas."""
+    if not value:
+        return None
+    return dp.read_names(value) if value.endswith(".names") or os.path.isfile(value) else _csv(value)
+
+
+def _data_voc(args: argparse.Namespace) -> int:
+    result = dp.voc_to_darknet(
+        args.root, args.out, names=_names(args.names), sets=_csv(args.sets), train=_csv(args.train),
+        valid=_csv(args.valid), offset=not args.no_offset, labels_beside=args.labels_beside,
+        link_images=args.link_images, name=args.name,
+    )
+    print(result)
+    return 0
+
+
+def _data_coco(args: argparse.Namespace) -> int:
+    print(dp.coco_to_darknet(args.instances, args.images, args.out, mapping=args.mapping, include_crowd=args.include_crowd))
+    return 0
+
+
+def _data_split(args: argparse.Namespace) -> int:
+    print(dp.split_images(args.folder, args.out, valid_fraction=args.valid, seed=args.seed, recursive=args.recursive, names=args.names))
+    return 0
+
+
+def _data_check(args: argparse.Namespace) -> int:
+    report = dp.check_dataset(args.sources, classes=args.classes, flavor=args.flavor, decode=args.decode)
+    print(report.table() if args.quiet else report.format(args.max or None))
+    return 1 if report.errors or (args.strict and report.warnings) else 0
+
+
+def _data_stats(args: argparse.Namespace) -> int:
+    stats = dp.dataset_stats(args.sources, classes=args.classes, names=_names(args.names), flavor=args.flavor)
+    print(stats)
+    if args.png:
+        print(f"size histogram: {dp.draw_size_histogram(stats, args.png, bins=args.bins)}")
+    return 0
+
+
+def _add_data_tools(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="data sets: VOC and COCO to Darknet labels, split, check, stats").add_subparsers(dest="tool", required=True)
+    p = data.add_parser("voc", help="VOC XML + ImageSets -> labels, image lists, .names, .data (as voc_label.py)")
+    p.add_argument("root", help="a VOC folder (Annotations/, ImageSets/Main/, JPEGImages/) or a VOCdevkit of VOC<year> folders")
+    p.add_argument("-o", "--out", default=".", help="where the lists, .names, .data and backup/ go (default: here)")
+    p.add_argument("--names", help="class names in label order: a .names file or a,b,c (default: VOC's 20, else the names found, sorted)")
+    p.add_argument("--sets", help="ImageSets to convert (default: train,val,trainval,test where present)")
+    p.add_argument("--train", help="sets in train.txt (default: train,val as voc_label.py)")
+    p.add_argument("--valid", help="sets in valid.txt (default: test, else val)")
+    p.add_argument("--no-offset", action="store_true", help="centre (xmin+xmax)/2 instead of voc_label.py's (xmin+xmax)/2 - 1")
+    p.add_argument("--labels-beside", action="store_true", help="labels next to the images instead of <voc>/labels/")
+    p.add_argument("--link-images", action="store_true", help="leave the data set untouched: link its images into OUT and label them there")
+    p.add_argument("--name", help="stem of the .names/.data files (default: voc, or the folder name)")
+    p.set_defaults(handler=_data_voc)
+    p = data.add_parser("coco", help="COCO instances JSON -> labels (COCO ids to 0..79), image list, names")
+    p.add_argument("instances", help="annotations/instances_<split>.json")
+    p.add_argument("--images", help="the split's image folder (default: images/<split> or <split> beside annotations/)")
+    p.add_argument("-o", "--out", help="where <split>.txt and the names go (default: the COCO folder)")
+    p.add_argument("--mapping", default="auto", choices=["auto", "coco80", "sorted"], help="class numbering (default auto)")
+    p.add_argument("--include-crowd", action="store_true", help="keep iscrowd=1 regions as boxes")
+    p.set_defaults(handler=_data_coco)
+    p = data.add_parser("split", help="seeded random train/valid split of an image folder (8:2)")
+    p.add_argument("folder")
+    p.add_argument("-o", "--out", help="where train.txt and valid.txt go (default: the folder's parent)")
+    p.add_argument("--valid", type=float, default=0.2, help="valid fraction (default 0.2)")
+    p.add_argument("--seed", type=int, default=0, help="the split's seed (default 0)")
+    p.add_argument("--recursive", action="store_true", help="include subfolders")
+    p.add_argument("--names", help="a .names file: also write <names stem>.data")
+    p.set_defaults(handler=_data_split)
+    for verb, handler, text in (("check", _data_check, "every label file against its image; exit 1 on errors"),
+                                ("stats", _data_stats, "boxes per class and a box size histogram (PNG)")):
+        p = data.add_parser(verb, help=text)
+        p.add_argument("sources", nargs="+", help=".data files, image lists, image folders or images")
+        p.add_argument("--classes", type=int, help="number of classes (default: the .data file's)")
+        p.add_argument("--flavor", default="alexeyab", choices=["alexeyab", "pjreddie"], help="whose label paths (default alexeyab)")
+        p.set_defaults(handler=handler)
+        if verb == "check":
+            p.add_argument("--decode", action="store_true", help="decode every image (finds truncated files) instead of reading headers")
+            p.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
+            p.add_argument("--max", type=int, default=20, help="findings shown per kind (0: all)")
+            p.add_argument("--quiet", action="store_true", help="only the summary table")
+        else:
+            p.add_argument("--names", help="class names: a .names file or a,b,c (default: the .data file's)")
+            p.add_argument("--png", help="write the size histogram here")
+            p.add_argument("--bins", type=int, default=30, help="histogram bins, about (default 30)")
+
+
+def _detector_calc_anchors(args: argparse.Namespace) -> int:
+    report = dp.calc_anchors(args.data, args.num_of_clusters, args.width, args.height, seed=args.seed, show=args.show, restarts=args.restarts)
+    for problem in report.problems:
+        print(f"darknetpy: warning: {problem}", file=sys.stderr)
+    print(report)
+    print(report.note())
+    return 0
+
+
+def _add_calc_anchors(detector: argparse._SubParsersAction) -> None:
+    p = detector.add_parser("calc_anchors", help="anchors by k-means (1 - IoU) on the train list's boxes; writes anchors.txt")
+    p.add_argument("data", help="the .data file (train= list, classes=)")
+    p.add_argument("-num_of_clusters", type=int, default=5, help="number of anchors (Darknet's default 5)")
+    p.add_argument("-width", type=int, default=-1, help="network width the anchors are for")
+    p.add_argument("-height", type=int, default=-1, help="network height the anchors are for")
+    p.add_argument("-show", action="store_true", help="accepted for Darknet compatibility (nothing is drawn)")
+    p.add_argument("--seed", type=int, default=0, help="srand() seed of the initial centres (default 0; Darknet uses the time)")
+    p.add_argument("--restarts", type=int, default=dp.DEFAULT_RESTARTS,
+                   help=f"k-means runs, the best average IoU kept (default {dp.DEFAULT_RESTARTS}; 1: Darknet's single run)")
+    p.set_defaults(handler=_detector_calc_anchors)
+
+
+def _cfg_classes(args: argparse.Namespace) -> int:
+    edited = dp.set_classes(args.input, args.classes, max_batches=args.max_batches)
+    edited.write(args.output)
+    for change in edited.changes:
+        print(change)
+    print(f"Wrote {args.output} ({len(edited.changes)} changes, comments kept)")
+    return 0
+
+
+def _cfg_diff(args: argparse.Namespace) -> int:
+    print(dp.diff_cfg(args.a, args.b) or "no differences (as Darknet reads them)")
+    return 0
+
+
+def _add_cfg_tools(sub: argparse._SubParsersAction) -> None:
+    cfg = sub.add_parser("cfg", help="cfg edits: classes for a custom data set, diff").add_subparsers(dest="tool", required=True)
+    p = cfg.add_parser("classes", help="set classes in every head and the filters of the conv feeding it")
+    p.add_argument("classes", type=int, help="number of classes")
+    p.add_argument("input", help="the cfg to start from")
+    p.add_argument("output", help="the cfg to write (comments and layout kept)")
+    p.add_argument("--max-batches", nargs="?", type=int, const=True, default=False, metavar="N",
+                   help="also set max_batches (alone: max(2000*classes, 6000), AlexeyAB's rule) and steps at 80%% and 90%%")
+    p.set_defaults(handler=_cfg_classes)
+    p = cfg.add_parser("diff", help="the keys that differ between two cfgs, by section (as Darknet reads them)")
+    p.add_argument("a")
+    p.add_argument("b")
+    p.set_defaults(handler=_cfg_diff)
 
 
 def _format_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
