@@ -97,6 +97,52 @@ def _detector_valid(args: argparse.Namespace) -> int:
     return 0
 
 
+def _detector_train(args: argparse.Namespace) -> int:
+    from .train import TrainOptions, train_detector
+
+    options = TrainOptions(
+        weights_cfg=args.weights_cfg, flavor=args.flavor, clear=args.clear, freeze=args.freeze, calc_map=args.map,
+        map_points=args.points, augment=None if args.augment == "none" else args.augment, seed=args.seed,
+        workers=args.workers, device=args.device, amp=not args.no_amp, loss=args.loss, max_batches=args.max_batches,
+        backup=args.backup, show_details=args.show_details, progress=not args.quiet, chart=not args.no_chart,
+        dropout=args.dropout,
+    )
+    try:
+        train_detector(args.data, args.cfg, args.weights, options)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _add_train(detector: argparse._SubParsersAction) -> None:
+    p = detector.add_parser("train", help="train the cfg on the .data file's train list (Darknet's update, weights and log)")
+    p.add_argument("data", help="the .data file (classes, train, valid, names, backup)")
+    p.add_argument("cfg")
+    p.add_argument("weights", nargs="?", help="start weights: full, partial (darknet53.conv.74), another class count, or a _last to resume")
+    p.add_argument("-map", action="store_true", help="mAP on the valid list every max(100, 4 epochs) iterations; _best.weights")
+    p.add_argument("-points", type=int, default=0, help="mAP interpolation of -map (default 0: area under the curve)")
+    p.add_argument("-clear", action="store_true", help="start the iteration count at 0 (seen = 0)")
+    p.add_argument("-show_details", action="store_true", help="every head's loss line each iteration")
+    p.add_argument("-dont_show", action="store_true", help="accepted for Darknet compatibility (chart.png is written, nothing shown)")
+    p.add_argument("-gpus", help="accepted for Darknet compatibility; use torchrun --nproc_per_node K for several devices")
+    p.add_argument("--weights-cfg", help="the cfg the start weights were made for (e.g. the 80-class cfg of coco weights)")
+    p.add_argument("--freeze", type=int, default=0, metavar="N", help="leave layers 0..N-1 untrained")
+    p.add_argument("--augment", default="default", choices=["default", "alexeyab", "builtin", "pjreddie", "none"],
+                   help="augmentation: the flavour's (default), AlexeyAB with OpenCV, AlexeyAB built without OpenCV, pjreddie, none")
+    p.add_argument("--seed", type=int, default=0, help="seed of the image draws and augmentation (default 0)")
+    p.add_argument("--workers", type=int, default=2, help="data loading processes (default 2)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
+    p.add_argument("--no-amp", action="store_true", help="float32 on CUDA too (default: float16 autocast on CUDA)")
+    p.add_argument("--loss", default="darknet", help="loss scheme (default: the flavour's Darknet loss)")
+    p.add_argument("--max-batches", type=int, help="override max_batches of the cfg")
+    p.add_argument("--backup", help="folder for the weights (default: the .data file's backup=)")
+    p.add_argument("--dropout", type=float, help="set every [dropout] probability (0: off)")
+    p.add_argument("--no-chart", action="store_true", help="do not write chart.png")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--flavor", default=None, choices=["alexeyab", "pjreddie"])
+    p.set_defaults(handler=_detector_train)
+
+
 def _add_evaluation(detector: argparse._SubParsersAction) -> None:
     for verb, handler, text in (("map", _detector_map, "AlexeyAB's mAP of the .data file's valid list (Darknet's printout)"),
                                 ("valid", _detector_valid, "Darknet's result files: comp4_det_test_<class>.txt or coco_results.json")):
@@ -118,7 +164,7 @@ def _add_evaluation(detector: argparse._SubParsersAction) -> None:
             p.add_argument("--json", metavar="FILE", help="write the report as JSON")
         else:
             p.add_argument("-out", metavar="NAME", help="file name prefix (default comp4_det_test_ / coco_results)")
-            p.add_argument("-eval", choices=["voc", "coco"], help="format (default: the .data file's eval=, else by flavour: pjreddie voc, AlexeyAB coco)")
+            p.add_argument("-eval", choices=["voc", "coco"], help="format (default: the .data file's eval=, else voc, as both Darknets)")
             p.add_argument("-results", metavar="DIR", help="output folder (default: the .data file's results=, else results/)")
 
 
@@ -167,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_detector_test)
     # <detector map/valid: evaluation subcommands go here>
     _add_evaluation(detector)
+    _add_train(detector)
     # <detector calc_anchors goes here>
     _add_calc_anchors(detector)
 

@@ -82,3 +82,7 @@ class DataError(DarknetError, ValueError):
 
 class ParityError(DarknetError):
     """Raised by :mod:`darknetpy.verify` when a case cannot be checked at all."""
+
+
+class TrainingError(DarknetError):
+    """Training cannot go on (a NaN loss, a batch that does not split): what happened and what to check."""

@@ -265,8 +265,7 @@ def evaluate_detections(
     All kept detections are stable-sorted by prob (glibc's qsort is a merge sort); a detection is
     a TP if its truth is not yet taken, else an FP.
     """
-    if points < 0 or points == 1:
-        raise DarknetError(f"points={points}: use 0 (area under the curve), 11 or 101")
+    _check_points(points)
     names = list(names) if names is not None else [str(i) for i in range(classes)]
     iou_t, thr = np.float32(iou_thresh), np.float32(thresh)
     truth_count = np.zeros(classes, np.int64)
@@ -299,6 +298,11 @@ def evaluate_detections(
     ap = [_average_precision(tp[cls == c], int(truth_count[c]), points) for c in range(classes)]
     return _report(names, points, iou_thresh, thresh, ap, truth_count, np.bincount(cls, minlength=classes)[:classes],
                    tp_thr, fp_thr, iou_sum, iou_sum_class, offset, len(truths))
+
+
+def _check_points(points: int) -> None:
+    if points < 0 or points == 1:
+        raise DarknetError(f"points={points}: use 0 (area under the curve), 11 or 101")
 
 
 def _report(names, points, iou_thresh, thresh, ap, truth_count, per_class, tp_thr, fp_thr, iou_sum, iou_sum_class, unique, images) -> MapReport:
@@ -348,6 +352,7 @@ def evaluate_map(
     """
     from .detect import default_letterbox
 
+    _check_points(points)  # before the pass over the images, not after it
     start = time.perf_counter()
     cfg, paths, names = valid_list(model, data, "data/train.txt")
     classes = detection_classes(model)

@@ -124,6 +124,49 @@ class Darknet(nn.Module):
                 module.sequential_sums = enabled
         return self
 
+    def resize(self, width: int, height: int) -> "Darknet":
+        """Take ``width x height`` input from now on (Darknet's ``resize_network``, for multi-scale
+        training). The layers are rebuilt for the new size and share this model's parameters and
+        buffers (an optimiser keeps working); layers whose size is fixed ([connected], [local])
+        refuse a new size here. Build a new loss afterwards (heads scale anchors by the input size).
+        """
+        width, height = int(width), int(height)
+        if width <= 0 or height <= 0:
+            raise DarknetError(f"input size must be positive, got {width}x{height}")
+        if (width, height) == (self.net.width, self.net.height):
+            return self
+        sized = self.__dict__.setdefault("_sized_layers", {})
+        sized[(self.net.width, self.net.height)] = self.layers
+        layers = sized.get((width, height))
+        if layers is None:
+            cfg = self.cfg.copy()
+            cfg.net.set("width", width)
+            cfg.net.set("height", height)
+            cfg.net.remove("inputs")
+            _, built = build_layers(cfg, self.flavor)
+            layers = nn.ModuleList(built)
+            for old, new in zip(self.layers, layers):
+                if old.num_weights() and old.weight_tensors() and new.weight_tensors() and [
+                    t.shape for t in old.weight_tensors()
+                ] != [t.shape for t in new.weight_tensors()]:
+                    raise DarknetError(f"layer {old.index} [{old.section_type}] has a fixed input size: the network cannot be resized")
+                mods_new, mods_old = dict(new.named_modules()), dict(old.named_modules())
+                for name, module in mods_new.items():
+                    source = mods_old[name]
+                    for key in list(module._parameters):
+                        module._parameters[key] = source._parameters[key]
+                    for key in list(module._buffers):
+                        module._buffers[key] = source._buffers[key]
+        for old, new in zip(self.layers, layers):  # what may have changed since the build
+            if hasattr(old, "p"):
+                new.p = old.p
+        layers.train(self.training)
+        self.layers = layers
+        self.net.width, self.net.height = width, height
+        self.net.inputs = width * height * self.net.channels
+        self._release_plan()
+        return self
+
     def reset_state(self) -> "Darknet":
         """Zero the hidden state of every recurrent layer ([rnn], [gru], [lstm], [crnn]...)."""
         for layer in self.layers:

@@ -2,7 +2,8 @@
 
 Darknet: ``src/detector.c:validate_detector`` (both forks) with ``print_detector_detections``
 (``comp4_det_test_<class>.txt``) and ``print_cocos`` (``coco_results.json``), thresh .005 and NMS
-.45 (darknet-reference.md §7.2). :func:`collect_detections` is the loop shared with
+.45 (pjreddie, darknet-reference.md §7.2; AlexeyAB's ``validate_detector``: thresh .001, NMS .6).
+:func:`collect_detections` is the loop shared with
 ``validate_detector_map`` (:mod:`darknetpy.evaluate`): ``network_predict`` on the stretched input
 (letterboxed for pjreddie and for AlexeyAB with ``[net] letter_box=1``), ``get_network_boxes`` and
 ``do_nms_sort``/``diounms_sort`` with the last detection layer's ``nms_kind``, on the fused path as
@@ -35,8 +36,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-VALID_THRESH = 0.005  # validate_detector / validate_detector_map: thresh = .005
+VALID_THRESH = 0.005  # pjreddie validate_detector, AlexeyAB validate_detector_map: thresh = .005
 VALID_NMS = 0.45  # nms = .45
+_AB_VALID = (0.001, 0.6)  # AlexeyAB src/detector.c:validate_detector: thresh = .001, nms = .6 (its map keeps .005/.45)
 COCO_IDS = (
     1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28, 31, 32, 33, 34, 35,
     36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65,
@@ -186,11 +188,12 @@ class ValidReport:
 
 
 def _image_id(path: str, flavor: str) -> int:
-    """``get_coco_image_id`` (pjreddie: the digits after the last ``_`` or ``/``) or AlexeyAB's
-    ``atoi(basecfg(path))`` (the file name without extension); ``atoi`` stops at the first non-digit."""
+    """``get_coco_image_id`` (pjreddie: what follows the last ``_`` of the path, else its last ``/``,
+    even when that ``_`` is in a folder name) or AlexeyAB's ``atoi(basecfg(path))`` (the file name
+    without extension); ``atoi`` stops at the first non-digit."""
     if flavor == "pjreddie":
-        cut = max(path.rfind("/"), path.rfind("_"))
-        text = path[cut + 1 :]
+        cut = path.rfind("_")
+        text = path[(cut if cut >= 0 else path.rfind("/")) + 1 :]
     else:
         text = Path(path).name.split(".")[0]
     digits = ""
@@ -240,15 +243,15 @@ def validate(
     ``id prob xmin ymin xmax ymax`` (1-based pixels clamped to ``[1, w]``/``[1, h]``);
     ``"coco"``: ``<out_dir>/<outfile or coco_results>.json`` with ``bbox = [xmin, ymin, w, h]``
     (clamped to the image) and ``category_id`` from ``coco_ids``. Default: the ``.data`` file's
-    ``eval=``, else by flavour (pjreddie VOC files, AlexeyAB COCO JSON). ``out_dir`` defaults to the
-    ``.data`` file's ``results=`` (``results``). Thresh .005, NMS .45 (§7.2); the input is letterboxed
-    for pjreddie and for AlexeyAB with ``[net] letter_box=1``.
+    ``eval=``, else VOC files (both forks' default). ``out_dir`` defaults to the
+    ``.data`` file's ``results=`` (``results``). Thresh .005, NMS .45 (pjreddie, §7.2; AlexeyAB: .001,
+    .6); the input is letterboxed for pjreddie and for AlexeyAB with ``[net] letter_box=1``.
 
     Darknet: ``validate_detector``, ``print_detector_detections``, ``print_cocos`` (both forks).
     """
     cfg, paths, names = valid_list(model, data, "data/train.list")
     flavor = model.flavor.name
-    fmt = format or cfg.get("eval") or ("voc" if flavor == "pjreddie" else "coco")
+    fmt = format or cfg.get("eval") or "voc"  # both forks: option_find_str(options, "eval", "voc")
     if fmt not in ("voc", "coco"):
         raise DataError(f"eval={fmt}: only 'voc' (comp4_det_test_<class>.txt) and 'coco' (coco_results.json) are written")
     folder = Path(out_dir if out_dir is not None else cfg.resolve(cfg.get("results", "results")))
@@ -256,7 +259,8 @@ def validate(
     was_training = model.training
     prepare_model(model, fast)
     try:
-        dets = collect_detections(model, paths, VALID_THRESH, VALID_NMS, letterbox, 0.5, batch_size, decoder, progress)
+        thresh, nms = (VALID_THRESH, VALID_NMS) if flavor == "pjreddie" else _AB_VALID
+        dets = collect_detections(model, paths, thresh, nms, letterbox, 0.5, batch_size, decoder, progress)
     finally:
         model.train(was_training)
     if fmt == "voc":

@@ -51,15 +51,23 @@ def darknet_batch_norm(
 ) -> Tensor:
     """Normalise over all but dim 1 of ``x`` (``(B, C, H, W)`` or ``(B, C)``), Darknet's way."""
     view = (1, -1) + (1,) * (x.dim() - 2)
+    m = flavor.bn_momentum if momentum is None else momentum
+    n = x.numel() // x.shape[1]
+    if training and flavor.bn_eps_inside_sqrt and not sequential_sums and n > 1 and x.dim() in (2, 4):
+        # The same function through PyTorch's fused kernel (one pass, fast backward): it normalises by
+        # the biased variance v_b, and (x-m)/sqrt(v_u+eps) = (x-m)/sqrt(v_b + eps(n-1)/n) · sqrt((n-1)/n)
+        # with v_u = v_b·n/(n-1); its running update uses v_u and the same momentum form as Darknet.
+        shrink = ((n - 1) / n) ** 0.5
+        return torch.batch_norm(
+            x, scales * shrink, biases, rolling_mean, rolling_variance, True, m, flavor.bn_eps * (n - 1) / n, False
+        )
     if training:
         dims = [0] + list(range(2, x.dim()))
-        mean = x.mean(dim=dims)
-        var = x.var(dim=dims, unbiased=True)
+        var, mean = torch.var_mean(x, dim=dims, correction=1)
         if sequential_sums:
             seq_mean, seq_var = sequential_statistics(x)
             mean, var = straight_through(mean, seq_mean), straight_through(var, seq_var)
         with torch.no_grad():
-            m = flavor.bn_momentum if momentum is None else momentum
             rolling_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
             rolling_variance.mul_(1 - m).add_(var.detach(), alpha=m)
     else:
