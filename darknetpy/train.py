@@ -296,19 +296,21 @@ def train_detector(
             if bar is not None:
                 bar.set_postfix_str(f"loss {loss:.3f} avg {avg_loss:.3f} rate {rate:.6f}", refresh=False)
                 bar.update(1)
-            if next_map is not None and (iteration >= next_map or iteration == net.max_batches):
-                m = _periodic_map(model, datacfg, o.map_points, rank, world, write)
-                next_map = iteration + map_every
-                result.maps.append((iteration, m))
-                if rank == 0 and m >= best_map:
-                    best_map = m
-                    model.save_weights(backup / f"{base}_best.weights")
-                    write(f"New best mAP {100 * m:.2f} %: saved {backup / (base + '_best.weights')}")
             if rank == 0:
                 if iteration % savelast == 0:
                     model.save_weights(backup / f"{base}_last.weights")
                 if _save_schedule(model.flavor.name, iteration, saveweights):
                     model.save_weights(backup / f"{base}_{iteration}.weights")
+            if next_map is not None and (iteration >= next_map or iteration == net.max_batches):
+                next_map = iteration + map_every
+                m = _periodic_map(model, datacfg, o.map_points, rank, world, write)
+                if m is not None:
+                    result.maps.append((iteration, m))
+                if rank == 0 and m is not None and m >= best_map:
+                    best_map = m
+                    model.save_weights(backup / f"{base}_best.weights")
+                    write(f"New best mAP {100 * m:.2f} %: saved {backup / (base + '_best.weights')}")
+            if rank == 0:
                 if o.chart and (iteration % 10 == 0 or iteration == net.max_batches or result.maps and result.maps[-1][0] == iteration):
                     from .chart import draw_chart
 
@@ -337,19 +339,24 @@ def train_detector(
     return result
 
 
-def _periodic_map(model: Darknet, datacfg: DataConfig, points: int, rank: int, world: int, write) -> float:
+def _periodic_map(model: Darknet, datacfg: DataConfig, points: int, rank: int, world: int, write) -> float | None:
+    """mAP on the valid list (rank 0), shared with every process; None (and a line) when it cannot
+    be computed: a bad valid list must not end the training."""
     from .evaluate import evaluate_map
 
-    value = torch.zeros(1, dtype=torch.float64)
+    value = torch.full((1,), -1.0, dtype=torch.float64)
     if rank == 0:
         write(" calculation mAP (mean average precision)...")
-        report = evaluate_map(model, datacfg, points=points)
-        value[0] = report.map
-        write(f" mean average precision (mAP@0.50) = {report.map:f}, or {100 * report.map:.2f} % ")
+        try:
+            report = evaluate_map(model, datacfg, points=points)
+            value[0] = report.map
+            write(f" mean average precision (mAP@0.50) = {report.map:f}, or {100 * report.map:.2f} % ")
+        except DarknetError as err:
+            write(f"mAP not computed: {err}")
     if world > 1:
         dist.broadcast(value, 0)
     model.train()
-    return float(value[0])
+    return float(value[0]) if value[0] >= 0 else None
 
 
 def _worker_init(worker_id: int) -> None:

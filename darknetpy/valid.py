@@ -133,9 +133,10 @@ def _after_nms(path: str, w: int, h: int, dets: Detections, nms: float, kind: st
         order = _darknet_order(before)
     else:
         order = np.arange(len(dets))
-    boxes = dets.boxes.numpy().astype(np.float32)[order]
-    probs = dets.probs.numpy().astype(np.float32)[order]
-    return ImageDetections(path, w, h, boxes.reshape(-1, 4), probs.reshape(len(order), -1))
+    classes = dets.probs.shape[-1] if dets.probs.dim() == 2 else 0
+    boxes = dets.boxes.numpy().astype(np.float32).reshape(-1, 4)[order]
+    probs = dets.probs.numpy().astype(np.float32).reshape(-1, classes)[order]  # no detections: (0, classes)
+    return ImageDetections(path, w, h, boxes, probs)
 
 
 class _NoBar:

@@ -376,3 +376,53 @@ def test_cli_detector_train(tmp_path, capsys):
     status = main(["detector", "train", str(data), str(tmp_path / "missing.cfg"), "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1 and "missing.cfg" in err[0]
+
+
+def test_resize_shares_parameters_and_equals_a_model_built_at_that_size():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = dp.Darknet(ROOT / "cfg" / "yolov3-tiny.cfg").train()
+        built = dp.Darknet(ROOT / "cfg" / "yolov3-tiny.cfg", width=320, height=224).train()
+    built.load_state_dict(model.state_dict())
+    weight = model.layers[0].weight
+    model.resize(320, 224)
+    assert model.input_shape == (3, 224, 320) and model.layers[0].weight is weight
+    x = torch.rand(2, 3, 224, 320)
+    for a, b in zip(model.forward_train(x), built.forward_train(x)):
+        assert torch.equal(a, b)
+    model.resize(416, 416)
+    assert model.layers[0].weight is weight and model.forward_train(torch.rand(1, 3, 416, 416))[0].shape[-1] == 13
+
+
+def test_multi_scale_training_changes_the_input_size(tmp_path):
+    data = make_data(tmp_path)
+    cfg = make_cfg(tmp_path, max_batches=12)
+    cfg.write_text(cfg.read_text().replace("random=0", "random=1"))
+    options = quiet(show_details=True)
+    seen_sizes = []
+    real = dp.Darknet.resize
+
+    def spy(self, w, h):
+        seen_sizes.append((w, h))
+        return real(self, w, h)
+
+    dp.Darknet.resize = spy
+    try:
+        result = train_detector(data, cfg, start_weights(tmp_path, cfg), options)
+    finally:
+        dp.Darknet.resize = real
+    assert result.iteration == 12
+    assert len(set(seen_sizes)) >= 1 and all(w % 32 == 0 and h % 32 == 0 for w, h in seen_sizes)
+    assert any("resizing to" in line for line in options.lines)
+
+
+def test_map_during_training_with_an_untrained_head(tmp_path):
+    """-map at the last iteration: images without any detection are scored (AP 0), _best is written,
+    and the weights of that iteration were saved before the evaluation."""
+    data = make_data(tmp_path)
+    cfg = make_cfg(tmp_path, max_batches=2)
+    options = quiet(calc_map=True)
+    result = train_detector(data, cfg, start_weights(tmp_path, cfg), options)
+    assert [it for it, _ in result.maps] == [2] and 0.0 <= result.maps[0][1] <= 1.0
+    assert any("mean average precision (mAP@0.50)" in line for line in options.lines)
+    assert (tmp_path / "backup" / "tiny_best.weights").exists() and (tmp_path / "backup" / "tiny_last.weights").exists()
