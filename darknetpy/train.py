@@ -150,6 +150,7 @@ def train_detector(
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     datacfg = DataConfig.read(data)
     flavor = o.flavor or (read_header(weights).flavor.name if weights else None)
+    torch.manual_seed(o.seed)  # Darknet's initialisation of the layers the weights do not hold: repeatable
     model = Darknet(cfg, flavor=flavor)
     start = None
     if weights:
