@@ -12,6 +12,7 @@ stopped, and splits across processes without changing which images go into an up
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -135,7 +136,7 @@ def train_detector(
     temporary file, then renamed), and ``chart.png``. Under ``torchrun`` the processes share the
     cfg's batch and only rank 0 writes.
     """
-    from .data.dataset import DetectionDataset, collate, train_size
+    from .data.dataset import DetectionDataset, collate
     from .optim import build_optimizer, set_learning_rate
 
     o = options or TrainOptions()
@@ -195,21 +196,11 @@ def train_detector(
     use_amp = o.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
 
-    last_head = model.heads[-1] if model.heads else None
-    random_scale = float(getattr(getattr(last_head, "options", None), "random", 0) or 0)
-    size_for = None
-    if random_scale:
-        base_w, base_h = net.width, net.height
-
-        def size_for(it: int) -> tuple[int, int]:
-            return train_size(it, net_w=base_w, net_h=base_h, random=random_scale, resize_step=net.resize_step,
-                              max_batches=net.max_batches, flavor=model.flavor.name, seed=o.seed)
-
-        log(f"random={random_scale:g}: multi-scale training around {base_w}x{base_h} (resize_step={net.resize_step})")
     dataset = DetectionDataset.from_model(model, datacfg, augment=o.augment, seed=o.seed, log=log)
-    dataset.length = max(len(dataset), net.max_batches * batch)
+    size_for = dataset.size_for  # multi-scale from the head's random= (train_size), None without it
     if size_for is not None:
-        dataset.size_for = size_for
+        log(f"random={size_for.keywords['random']:g}: multi-scale training around {net.width}x{net.height} "
+            f"(resize_step={net.resize_step})")
     sampler = _ChunkSampler(iteration, net.max_batches, batch, sub, rank, world)
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, num_workers=o.workers, collate_fn=collate,
@@ -251,7 +242,7 @@ def train_detector(
                 if o.channels_last and device.type == "cpu":
                     x = x.contiguous(memory_format=torch.channels_last)
                 sync = world == 1 or s == sub - 1
-                ctx = wrapped.no_sync() if not sync else _nullcontext()
+                ctx = wrapped.no_sync() if not sync else contextlib.nullcontext()
                 with ctx:
                     with torch.autocast("cuda", torch.float16, enabled=use_amp):
                         heads = wrapped(x)
@@ -366,10 +357,3 @@ def _worker_init(worker_id: int) -> None:
     cv2.setNumThreads(0)
     torch.set_num_threads(1)
 
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> bool:
-        return False
