@@ -25,6 +25,8 @@ from .detect import Detection
 from .detector import DetectorTest, load_detector, run_detector_test
 from .data import DataConfig, read_names
 from .loss import NetworkLoss, available_losses
+from .zoo import KNOWN_WEIGHTS, asset, default_model, find_file, sample_image
+from .zoo import download as download_weights
 
 __all__ = [
     "__version__",
@@ -51,6 +53,12 @@ __all__ = [
     "WeightsError",
     "WeightsHeader",
     "available_losses",
+    "KNOWN_WEIGHTS",
+    "asset",
+    "default_model",
+    "download_weights",
+    "find_file",
+    "sample_image",
     "convert",
     "load_detector",
     "read_names",

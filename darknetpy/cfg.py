@@ -272,8 +272,10 @@ def parse_cfg_text(text: str, path: str | os.PathLike | None = None) -> CfgFile:
 
 
 def read_cfg(path: str | os.PathLike) -> CfgFile:
-    """Read a cfg file (Darknet's ``read_cfg``)."""
-    p = Path(path)
+    """Read a cfg file (Darknet's ``read_cfg``); ``cfg/yolov3.cfg`` that is not here is the bundled one."""
+    from .zoo import find_file
+
+    p = find_file(path)
     try:
         data = p.read_bytes()
     except FileNotFoundError:

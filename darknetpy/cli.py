@@ -47,6 +47,17 @@ def _partial(args: argparse.Namespace) -> int:
     return 0
 
 
+def _download(args: argparse.Namespace) -> int:
+    if not args.names:
+        for k in dp.KNOWN_WEIGHTS:
+            cut = f" (first {k.cutoff} layers)" if k.cutoff else ""
+            print(f"{k.name:28s} {k.size:>13,} bytes  cfg/{k.cfg}{cut}  {k.url or '(bundled)'}")
+        return 0
+    for name in args.names:
+        print(dp.download_weights(name, args.output))
+    return 0
+
+
 def _split_model_args(items: list[str]) -> tuple[str | None, str | None, str | None, list[str]]:
     """Darknet's ``detector <verb> [data] [cfg] [weights] inputs...``: leading .data/.cfg/weights files."""
     data = cfg = weights = None
@@ -224,6 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("layers", type=int)
     p.add_argument("--flavor", default=None, choices=["alexeyab", "pjreddie"])
     p.set_defaults(handler=_partial)
+    p = sub.add_parser("download", help="official weights files: list them, or download by name with their exact size checked")
+    p.add_argument("names", nargs="*", metavar="name", help="e.g. yolov4-tiny.weights darknet53.conv.74 (none: list the known files)")
+    p.add_argument("-o", "--output", default=".", metavar="DIR", help="folder to download into (default: here)")
+    p.set_defaults(handler=_download)
     _add_export_and_serve(sub)
     # <data tools: the `data` subcommand group goes here>
     _add_data_tools(sub)

@@ -22,7 +22,7 @@ from .detect import Detection, detect, label_line
 from .errors import DataError, DarknetError
 from .image import draw_detections, load_image, save_image
 from .model import Darknet
-from .zoo import default_model
+from .zoo import default_model, find_file
 
 __all__ = ["IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS", "expand_inputs", "load_detector", "DetectorTest", "run_detector_test"]
 
@@ -44,17 +44,23 @@ def expand_inputs(inputs: Sequence[str]) -> list[Path]:
                 if line and not line.startswith("#"):
                     q = Path(line)
                     out.append(q if q.is_absolute() or q.exists() else base / q)
-        elif p.exists():
-            out.append(p)
+        elif find_file(p).exists():
+            out.append(find_file(p))
         else:
             raise DataError(f"{p}: no such image, folder, list or video")
     return out
 
 
 def load_detector(
-    data: str | None, cfg: str | None, weights: str | None, flavor: str | None = None, fast: bool = False, half: bool = False
+    data: str | None = None,
+    cfg: str | None = None,
+    weights: str | None = None,
+    flavor: str | None = None,
+    fast: bool = False,
+    half: bool = False,
 ) -> Darknet:
-    """The model of ``detector test`` with its class names (the bundled model when no cfg is given).
+    """The model of ``detector test`` with its class names; ``load_detector()`` is the bundled
+    Yolo-Fastest-1.1 COCO model (from any install: it is package data).
 
     ``fast``: eval mode with :meth:`Darknet.optimize_for_inference` (batch norm folded in double, as
     AlexeyAB's detector does); ``half``: the same in bfloat16 (heads stay float32).
@@ -74,8 +80,6 @@ def load_detector(
 def _load_detector(data: str | None, cfg: str | None, weights: str | None, flavor: str | None) -> Darknet:
     if cfg is None:
         cfg_path, weights_path, names_path = default_model()
-        if not weights_path.exists():
-            raise DarknetError(f"the bundled model is missing ({weights_path}); give a cfg and weights")
         model = Darknet(cfg_path, weights_path, flavor=flavor)
         model.names = read_names(names_path)
         return model
@@ -86,9 +90,8 @@ def _load_detector(data: str | None, cfg: str | None, weights: str | None, flavo
         model.names = DataConfig.read(data).names()
     else:
         classes = getattr(model.heads[-1].options, "classes", 0) if model.heads else 0
-        coco = default_model()[2]
-        if classes == 80 and coco.exists():
-            model.names = read_names(coco)
+        if classes == 80:
+            model.names = read_names(default_model()[2])
     return model
 
 

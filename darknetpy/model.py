@@ -19,6 +19,7 @@ from .flavor import ALEXEYAB, FlavorSpec, get_flavor
 from .layers.base import BuildContext, DarknetLayer, Shape
 from .net import NetOptions
 from .registry import lookup, registered_sections
+from .zoo import find_file
 from .weights import LoadReport, WeightsHeader, load_weights, read_header, save_weights, weights_bytes
 
 __all__ = ["Darknet", "build_layers"]
@@ -53,6 +54,8 @@ class Darknet(nn.Module):
     ) -> None:
         super().__init__()
         self.cfg = cfg.copy() if isinstance(cfg, CfgFile) else read_cfg(cfg)
+        if weights is not None:
+            weights = find_file(weights)
         header = read_header(weights) if weights is not None else None
         if flavor is None:
             self.flavor = header.flavor if header is not None else ALEXEYAB

@@ -19,7 +19,7 @@ import torch
 
 from .errors import WeightsError
 from .weights import PartialWeightsWarning, WeightsHeader
-from .zoo import identify, package_root
+from .zoo import asset, identify
 
 if TYPE_CHECKING:
     from .model import Darknet
@@ -99,9 +99,7 @@ def load_start_weights(
     if source_cfg is None:
         known = identify(p)
         if known is not None and known.size != model.weights_bytes(known.cutoff):
-            candidate = package_root() / "cfg" / known.cfg
-            if candidate.exists():
-                source_cfg, cutoff = candidate, known.cutoff
+            source_cfg, cutoff = asset(f"cfg/{known.cfg}"), known.cutoff
     report = StartReport(spath, os.fspath(source_cfg) if source_cfg else None)
     if source_cfg is None:
         with warnings.catch_warnings():

@@ -6,11 +6,26 @@ these sizes can be recognised, e.g. to load yolov3.weights (80 classes) into a 3
 """
 from __future__ import annotations
 
+import importlib.resources
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["KnownWeights", "KNOWN_WEIGHTS", "identify", "package_root", "default_model"]
+from . import __version__
+from .errors import DarknetError
+
+__all__ = [
+    "KnownWeights", "KNOWN_WEIGHTS", "identify", "asset", "bundled_files", "find_file", "default_model", "sample_image",
+]
+
+logger = logging.getLogger(__name__)
+
+# The bundled files live inside the package (darknetpy/assets/{cfg,weights,data}); the repository's
+# top-level cfg/, weights/ and data/ are links to these folders.
+ASSETS = "assets"
+_FOLDERS = ("cfg", "weights", "data")
+DEFAULT_MODEL = ("cfg/yolo-fastest-1.1.cfg", "weights/yolo-fastest-1.1.weights", "cfg/coco.names")
 
 
 @dataclass(frozen=True)
@@ -19,7 +34,7 @@ class KnownWeights:
 
     name: str
     size: int
-    cfg: str  # file name in the repository's cfg/ folder
+    cfg: str  # name of the bundled cfg (cfg/ folder)
     cutoff: int | None  # layers held (a partial file), None for the whole cfg
     url: str
     flavor: str
@@ -47,12 +62,97 @@ def identify(path: "str | os.PathLike") -> KnownWeights | None:
     return None
 
 
-def package_root() -> Path:
-    """The repository root (with cfg/ and weights/) of this checkout."""
-    return Path(__file__).resolve().parents[1]
+def asset(relative: "str | os.PathLike") -> Path:
+    """A file bundled with the package (``cfg/yolov3.cfg``, ``weights/yolo-fastest-1.1.weights``,
+    ``data/dog.jpg``), found with :mod:`importlib.resources` wherever darknetpy is installed."""
+    parts = Path(relative).parts
+    if not parts or Path(relative).is_absolute() or ".." in parts:
+        raise DarknetError(f"{relative}: not a bundled file name (e.g. cfg/yolov3.cfg)")
+    resource = importlib.resources.files(__package__).joinpath(ASSETS)
+    for part in parts:
+        resource = resource.joinpath(part)
+    if not resource.is_file():
+        raise DarknetError(f"{relative}: no such bundled file (bundled: {', '.join(bundled_files())})")
+    return _on_disk(resource, relative)
+
+
+def bundled_files() -> list[str]:
+    """Every bundled file, as the relative names :func:`asset` takes."""
+    root = importlib.resources.files(__package__).joinpath(ASSETS)
+    names = []
+    for folder in sorted((f for f in root.iterdir() if f.is_dir()), key=lambda f: f.name):
+        names.extend(f"{folder.name}/{f.name}" for f in sorted(folder.iterdir(), key=lambda f: f.name) if f.is_file())
+    return names
+
+
+def _on_disk(resource, relative: "str | os.PathLike") -> Path:
+    """A real path for the resource: itself on a normal install, a cached copy from a zipped one."""
+    if isinstance(resource, Path):
+        return resource
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "darknetpy" / __version__ / Path(relative)
+    if not cache.is_file():
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(cache.name + f".{os.getpid()}.tmp")
+        tmp.write_bytes(resource.read_bytes())
+        tmp.replace(cache)
+    return cache
+
+
+def find_file(path: "str | os.PathLike") -> Path:
+    """``path`` itself when it exists, else the bundled file of that name: ``cfg/yolov4-tiny.cfg``,
+    ``data/dog.jpg`` or ``coco.names`` run from any folder, as in a Darknet checkout."""
+    p = Path(path)
+    if p.exists() or p.is_absolute():
+        return p
+    parts = p.parts
+    candidates = [parts] if len(parts) == 2 else [(folder, p.name) for folder in _FOLDERS] if len(parts) == 1 else []
+    for folder, name in candidates:
+        if folder in _FOLDERS:
+            try:
+                found = asset(f"{folder}/{name}")
+            except DarknetError:
+                continue
+            logger.info("%s: not here; using the bundled %s", p, found)
+            return found
+    return p
 
 
 def default_model() -> tuple[Path, Path, Path]:
     """(cfg, weights, names) of the bundled Yolo-Fastest-1.1 COCO model."""
-    root = package_root()
-    return root / "cfg" / "yolo-fastest-1.1.cfg", root / "weights" / "yolo-fastest-1.1.weights", root / "cfg" / "coco.names"
+    return asset(DEFAULT_MODEL[0]), asset(DEFAULT_MODEL[1]), asset(DEFAULT_MODEL[2])
+
+
+def sample_image() -> Path:
+    """Darknet's sample ``data/dog.jpg``, bundled."""
+    return asset("data/dog.jpg")
+
+
+def download(name: str, folder: "str | os.PathLike" = ".") -> Path:
+    """Download a published weights file into ``folder``, checking its exact size.
+
+    It is written under a temporary name and renamed once complete and of the right size, so an
+    interrupted download leaves nothing a later load could mistake for the file.
+    """
+    import urllib.request
+
+    known = {k.name: k for k in KNOWN_WEIGHTS if k.url}
+    if name not in known:
+        raise DarknetError(f"{name}: not a known weights file; known: {', '.join(known)}")
+    k = known[name]
+    target = Path(folder) / k.name
+    if target.is_file() and target.stat().st_size == k.size:
+        logger.info("%s: present (%d bytes)", target, k.size)
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(target.name + ".part")
+    try:
+        urllib.request.urlretrieve(k.url, part)
+    except OSError as err:
+        part.unlink(missing_ok=True)
+        raise DarknetError(f"{k.url}: download failed ({err})") from None
+    size = part.stat().st_size
+    if size != k.size:
+        part.unlink()
+        raise DarknetError(f"{k.url}: got {size:,} bytes, {k.name} has {k.size:,}; nothing kept")
+    part.replace(target)
+    return target

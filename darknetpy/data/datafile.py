@@ -16,8 +16,11 @@ __all__ = ["DataConfig", "read_names"]
 
 
 def read_names(path: "str | os.PathLike") -> list[str]:
-    """Class names, one per line (``get_labels``); blank trailing lines are ignored."""
-    p = Path(path)
+    """Class names, one per line (``get_labels``); blank trailing lines are ignored. ``coco.names``
+    or ``cfg/coco.names`` that is not here is the bundled one."""
+    from ..zoo import find_file
+
+    p = find_file(path)
     try:
         lines = p.read_text(encoding="utf-8", errors="replace").splitlines()
     except FileNotFoundError:

@@ -6,7 +6,7 @@ import warnings
 import pytest
 
 from darknetpy import DarknetError, shape_model, summary_json
-from darknetpy.zoo import KNOWN_WEIGHTS, package_root
+from darknetpy.zoo import KNOWN_WEIGHTS, asset
 
 from ..conftest import ZOO, zoo_expected, zoo_flavor
 
@@ -52,7 +52,7 @@ def test_cfgs_darknet_rejects_build_or_give_a_darknet_error(name):
 def test_published_file_sizes_equal_the_computed_sizes(known):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = shape_model(package_root() / "cfg" / known.cfg, known.flavor)
+        model = shape_model(asset(f"cfg/{known.cfg}"), known.flavor)
     assert model.weights_bytes(known.cutoff) == known.size
 
 
