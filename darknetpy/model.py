@@ -57,10 +57,13 @@ class Darknet(nn.Module):
         if weights is not None:
             weights = find_file(weights)
         header = read_header(weights) if weights is not None else None
-        if flavor is None:
-            self.flavor = header.flavor if header is not None else ALEXEYAB
+        if flavor is not None:
+            self.flavor, flavor_source = get_flavor(flavor), "given"
+        elif header is not None:
+            self.flavor = header.flavor
+            flavor_source = f"read from the header of {os.fspath(weights)} (version {header.major}.{header.minor}.{header.revision})"
         else:
-            self.flavor = get_flavor(flavor)
+            self.flavor, flavor_source = ALEXEYAB, "the default (no weights to read it from)"
         if self.cfg.crlf and not self.flavor.strips_cr:
             warnings.warn(
                 f"{self.cfg.path}: has CRLF line ends, which pjreddie's darknet does not read; read here as LF",
@@ -74,7 +77,7 @@ class Darknet(nn.Module):
             if height is not None:
                 net_sec.set("height", height)
             net_sec.remove("inputs")
-        self.net, built = build_layers(self.cfg, self.flavor, strict=strict)
+        self.net, built = build_layers(self.cfg, self.flavor, strict=strict, flavor_source=flavor_source)
         self.layers = nn.ModuleList(built)
         self.header: WeightsHeader | None = None
         self.seen: int = 0
@@ -146,7 +149,9 @@ class Darknet(nn.Module):
             cfg.net.set("width", width)
             cfg.net.set("height", height)
             cfg.net.remove("inputs")
-            _, built = build_layers(cfg, self.flavor)
+            with warnings.catch_warnings():  # the cfg's keys were reported when the model was built
+                warnings.simplefilter("ignore", UnusedKeyWarning)
+                _, built = build_layers(cfg, self.flavor)
             layers = nn.ModuleList(built)
             for old, new in zip(self.layers, layers):
                 if old.num_weights() and old.weight_tensors() and new.weight_tensors() and [
@@ -289,12 +294,19 @@ class Darknet(nn.Module):
         return f"cfg={self.cfg.path!r}, flavor={self.flavor.name}, input={c}x{h}x{w}"
 
 
-def build_layers(cfg: CfgFile, flavor: FlavorSpec, strict: bool = False) -> tuple[NetOptions, list[DarknetLayer]]:
-    """Build every layer of a parsed cfg (Darknet's ``parse_network_cfg`` loop)."""
+def build_layers(
+    cfg: CfgFile, flavor: FlavorSpec, strict: bool = False, flavor_source: str | None = None
+) -> tuple[NetOptions, list[DarknetLayer]]:
+    """Build every layer of a parsed cfg (Darknet's ``parse_network_cfg`` loop).
+
+    Keys that only the other fork reads are reported in one warning, which says where the flavour
+    came from (``flavor_source``) and how to choose the other one.
+    """
     if not cfg.sections:
         raise DarknetError(f"{cfg.path}: no sections")
     net = NetOptions.from_section(cfg.net, flavor)
-    _report_unused(cfg.net, "net", flavor, strict)
+    foreign: list[tuple[str, int | None]] = []  # (key, line) read only by the other fork
+    foreign += _report_unused(cfg.net, "net", flavor, strict)
     if not cfg.layers:
         raise cfg.net.error("the cfg has no layers after [net]")
     shape: Shape = (net.channels, net.height, net.width)
@@ -304,7 +316,7 @@ def build_layers(cfg: CfgFile, flavor: FlavorSpec, strict: bool = False) -> tupl
         cls = _layer_class(sec, flavor)
         ctx = BuildContext(flavor, net, index, shape, inputs, built, net.mini_batch * net.time_steps)
         layer = cls(sec, ctx)
-        _report_unused(sec, layer.section_type, flavor, strict)
+        foreign += _report_unused(sec, layer.section_type, flavor, strict)
         built.append(layer)
         shape, inputs = layer.next_shape, layer.next_inputs
     if flavor.rejects_no_spatial_layer and not any(l.in_shape[1] > 1 and l.in_shape[2] > 1 for l in built):
@@ -315,7 +327,24 @@ def build_layers(cfg: CfgFile, flavor: FlavorSpec, strict: bool = False) -> tupl
             CfgWarning,
             stacklevel=3,
         )
+    if foreign:
+        warnings.warn(_foreign_keys_message(cfg, flavor, foreign, flavor_source), UnusedKeyWarning, stacklevel=3)
     return net, built
+
+
+def _foreign_keys_message(cfg: CfgFile, flavor: FlavorSpec, foreign: list[tuple[str, int | None]], source: str | None) -> str:
+    """One line for every key of the other fork: which keys, where, the flavour, why, how to change it."""
+    lines: dict[str, list[str]] = {}
+    for key, line in foreign:
+        lines.setdefault(key, []).append(str(line) if line is not None else "?")
+    where = "; ".join(f"{key} (line{'s' if len(at) > 1 else ''} {', '.join(at)})" for key, at in lines.items())
+    other = "pjreddie" if flavor.name == "alexeyab" else "alexeyab"
+    why = f", {source}" if source else ""
+    return (
+        f"{cfg.path}: {len(foreign)} key{'s' if len(foreign) > 1 else ''} that only {flavor.other_title}'s darknet reads "
+        f"{'are' if len(foreign) > 1 else 'is'} ignored, as {flavor.title}'s darknet ignores them: {where}. "
+        f"The flavour is {flavor.title}'s{why}; to read them use flavor='{other}' (--flavor {other})"
+    )
 
 
 def _layer_class(sec: Section, flavor: FlavorSpec) -> type:
@@ -343,16 +372,22 @@ def _layer_class(sec: Section, flavor: FlavorSpec) -> type:
     )
 
 
-def _report_unused(sec: Section, kind: str, flavor: FlavorSpec, strict: bool) -> None:
-    """Darknet's ``option_unused``: warn once per key it would print as ``Unused field``."""
+def _report_unused(sec: Section, kind: str, flavor: FlavorSpec, strict: bool) -> list[tuple[str, int | None]]:
+    """Darknet's ``option_unused``: warn once per key it would print as ``Unused field``. Keys that
+    only the other fork reads are returned as (key, line), for one warning about the flavour."""
+    foreign = []
     for opt in sec.unused():
         if sec.find(opt.key, mark=False) is not opt:
             reason = "repeated key; Darknet uses the first one"
         elif flavor.other_knows(kind, opt.key):
             reason = f"only {flavor.other_title}'s darknet reads this key; {flavor.title}'s ignores it"
+            if not strict:
+                foreign.append((opt.key, opt.line))
+                continue
         else:
             reason = "unused key (Darknet prints 'Unused field')"
         err = CfgError(reason, path=sec.path, line=opt.line, section=sec.name, index=sec.index, key=opt.key, value=opt.value)
         if strict:
             raise err
-        warnings.warn(str(err), UnusedKeyWarning, stacklevel=3)
+        warnings.warn(str(err), UnusedKeyWarning, stacklevel=4)
+    return foreign
