@@ -25,6 +25,7 @@ from pathlib import Path
 
 from .cfg import CfgFile, Section, format_cfg, parse_cfg_text, read_cfg
 from .errors import BadValueError, CfgError
+from .zoo import find_file
 
 __all__ = ["CfgChange", "EditedCfg", "diff", "head_filters", "max_batches_for", "set_classes", "set_classes_text"]
 
@@ -244,7 +245,7 @@ def set_classes(cfg: str | os.PathLike | CfgFile, classes: int, max_batches: boo
     """
     if isinstance(cfg, CfgFile):
         return set_classes_text(format_cfg(cfg), classes, max_batches, cfg.path)
-    p = Path(cfg)
+    p = find_file(cfg)
     read_cfg(p)  # Darknet's reading errors (missing file, binary data) first
     data = p.read_bytes()
     try:

@@ -48,8 +48,11 @@ def decode_image(data: bytes, decoder: str = "stb", name: str = "image") -> np.n
 
 
 def load_image(path: "str | os.PathLike", decoder: str = "stb") -> np.ndarray:
-    """An image file as ``(H, W, 3)`` uint8 RGB (see :func:`decode_image`)."""
-    p = Path(path)
+    """An image file as ``(H, W, 3)`` uint8 RGB (see :func:`decode_image`); ``data/dog.jpg`` that is
+    not here is the bundled sample."""
+    from .zoo import find_file
+
+    p = find_file(path)
     try:
         data = p.read_bytes()
     except (FileNotFoundError, IsADirectoryError):

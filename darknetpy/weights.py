@@ -262,11 +262,15 @@ def save_weights(model: "Darknet", path: str | os.PathLike, cutoff: int | None =
 
 
 def atomic_write(path: Path, write) -> None:
-    """Write through ``write(file)`` to a temporary file beside ``path``, then rename it."""
+    """Write through ``write(file)`` to a temporary file beside ``path``, then rename it. The file
+    gets the permissions a plain ``open(path, "wb")`` gives (mkstemp's are 0600)."""
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
