@@ -168,8 +168,10 @@ def draw_detections(image: np.ndarray, detections: "list", classes: int) -> np.n
     for dets in groups.values():
         top = max(dets, key=lambda d: d.score)
         color = class_color(top.class_id, classes)
-        x1, y1, x2, y2 = (int(round(v)) for v in top.box)
-        x1, y1, x2, y2 = max(0, x1), max(0, y1), min(w - 1, x2), min(h - 1, y2)
+        if any(v != v for v in top.box):  # NaN: nothing to draw
+            continue
+        # clipped to the image before rounding: an untrained head gives infinite sizes
+        x1, y1, x2, y2 = (int(round(min(max(v, 0.0), limit))) for v, limit in zip(top.box, (w - 1, h - 1, w - 1, h - 1)))
         cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness)
         label = ", ".join(d.name for d in sorted(dets, key=lambda d: -d.score))
         scale = max(0.4, h / 1200)
