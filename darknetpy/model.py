@@ -340,10 +340,12 @@ def _foreign_keys_message(cfg: CfgFile, flavor: FlavorSpec, foreign: list[tuple[
     where = "; ".join(f"{key} (line{'s' if len(at) > 1 else ''} {', '.join(at)})" for key, at in lines.items())
     other = "pjreddie" if flavor.name == "alexeyab" else "alexeyab"
     why = f", {source}" if source else ""
+    many = len(foreign) > 1
+    them = "them" if many else "it"
     return (
-        f"{cfg.path}: {len(foreign)} key{'s' if len(foreign) > 1 else ''} that only {flavor.other_title}'s darknet reads "
-        f"{'are' if len(foreign) > 1 else 'is'} ignored, as {flavor.title}'s darknet ignores them: {where}. "
-        f"The flavour is {flavor.title}'s{why}; to read them use flavor='{other}' (--flavor {other})"
+        f"{cfg.path if cfg.path is not None else '<cfg>'}: {len(foreign)} key{'s' if many else ''} that only {flavor.other_title}'s darknet reads "
+        f"{'are' if many else 'is'} ignored, as {flavor.title}'s darknet ignores {them}: {where}. "
+        f"The flavour is {flavor.title}'s{why}; to read {them} use flavor='{other}' (--flavor {other})"
     )
 
 

@@ -105,7 +105,8 @@ def test_unused_and_other_fork_keys_warn_with_their_line():
         build(text)
     messages = [str(w.message) for w in record]
     assert any("bad.cfg:11: [convolutional #0] filterz=3: unused key" in m for m in messages)
-    assert any("alpha=0.5: only pjreddie's darknet reads this key; AlexeyAB's ignores it" in m for m in messages)
+    assert any(m.startswith("bad.cfg: 1 key that only pjreddie's darknet reads is ignored, as AlexeyAB's darknet ignores it: "
+                            "alpha (line 14). The flavour is AlexeyAB's, given; to read it use flavor='pjreddie' (--flavor pjreddie)") for m in messages)
 
 
 def test_strict_turns_unused_keys_into_errors():

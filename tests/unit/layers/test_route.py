@@ -30,7 +30,7 @@ def test_pjreddie_has_no_groups_and_says_so():
     from darknetpy.cfg import UnusedKeyWarning
 
     text = "[net]\nwidth=2\nheight=2\nchannels=1\n" + TWO + "[route]\nlayers=1\ngroups=2\n"
-    with pytest.warns(UnusedKeyWarning, match="groups=2: only AlexeyAB's darknet reads this key"):
+    with pytest.warns(UnusedKeyWarning, match=r"<cfg>: 1 key that only AlexeyAB's darknet reads is ignored, .*: groups \(line 15\)\. The flavour is pjreddie's, given"):
         model = Darknet(parse_cfg_text(text), flavor="pjreddie")
     assert model.layers[2].out_shape == (4, 2, 2)
 
