@@ -22,7 +22,8 @@ from .verify import CHECKS, CheckResult, format_result, verify_case, verify_path
 from .checkpoint import convert, load_checkpoint, save_checkpoint
 from .weights import WeightsHeader, read_header
 from .detect import Detection
-from .detector import DetectorTest, load_detector, run_detector_test
+from .detector import DetectorTest, load_detector, read_image_paths, run_detector_demo, run_detector_test, save_labels
+from .flags import DARKNET_FLAGS, DarknetFlag, flag_help, flag_note
 from .data import DataConfig, read_names
 from .loss import NetworkLoss, available_losses
 from .zoo import KNOWN_WEIGHTS, asset, default_model, find_file, sample_image
@@ -63,6 +64,13 @@ __all__ = [
     "load_detector",
     "read_names",
     "run_detector_test",
+    "run_detector_demo",
+    "read_image_paths",
+    "save_labels",
+    "DARKNET_FLAGS",
+    "DarknetFlag",
+    "flag_help",
+    "flag_note",
     "format_cfg",
     "format_result",
     "load_checkpoint",

@@ -6,8 +6,10 @@ and exits with status 2; anything else is a bug and shows its traceback.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
+import re
 import sys
 import warnings
 from typing import Sequence
@@ -71,15 +73,40 @@ def _split_model_args(items: list[str]) -> tuple[str | None, str | None, str | N
     return data, cfg, weights, rest
 
 
+def _detection_options(args: argparse.Namespace, out_json: str | None, batch: int | None = None) -> dp.DetectorTest:
+    return dp.DetectorTest(
+        thresh=args.thresh, hier_thresh=args.hier, nms=args.nms, nms_kind=args.nms_kind, letterbox=True if args.letter_box else None,
+        ext_output=args.ext_output, save_txt=args.save_txt, out_json=out_json, out_dir=getattr(args, "out_dir", None),
+        out_filename=args.out_filename, save_labels=getattr(args, "save_labels", False),
+        time_limit=getattr(args, "time_limit_sec", 0) or 0, batch_size=batch or args.batch,
+    )
+
+
+def _test(model: dp.Darknet, inputs: list[str], args: argparse.Namespace) -> int:
+    if inputs:
+        dp.run_detector_test(model, inputs, _detection_options(args, args.out))
+        return 0
+    tty = sys.stdin.isatty()  # Darknet's `Enter Image Path:` loop: one image at a time at a terminal
+    paths = dp.read_image_paths(sys.stdin, sys.stdout if tty else None)
+    dp.run_detector_test(model, paths, _detection_options(args, args.out, batch=1 if tty else None))
+    return 0
+
+
 def _detector_test(args: argparse.Namespace) -> int:
     data, cfg, weights, inputs = _split_model_args(args.items)
+    return _test(dp.load_detector(data, cfg, weights, args.flavor, fast=True, half=args.half), inputs, args)
+
+
+def _detect(args: argparse.Namespace) -> int:
+    return _test(dp.load_detector(None, args.cfg, args.weights, args.flavor, fast=True, half=args.half), args.inputs, args)
+
+
+def _detector_demo(args: argparse.Namespace) -> int:
+    data, cfg, weights, inputs = _split_model_args(args.items)
+    if len(inputs) > 1:
+        raise dp.DarknetError(f"demo takes one video file or stream, got {len(inputs)}: {' '.join(inputs)}")
     model = dp.load_detector(data, cfg, weights, args.flavor, fast=True, half=args.half)
-    options = dp.DetectorTest(
-        thresh=args.thresh, hier_thresh=args.hier, nms=args.nms, nms_kind=args.nms_kind, letterbox=True if args.letter_box else None,
-        ext_output=args.ext_output, save_txt=args.save_txt, out_json=args.out, out_dir=args.out_dir,
-        out_filename=args.out_filename, batch_size=args.batch,
-    )
-    dp.run_detector_test(model, inputs, options)
+    dp.run_detector_demo(model, inputs[0] if inputs else args.c, _detection_options(args, args.json_file_output))
     return 0
 
 
@@ -113,10 +140,11 @@ def _detector_train(args: argparse.Namespace) -> int:
 
     options = TrainOptions(
         weights_cfg=args.weights_cfg, flavor=args.flavor, clear=args.clear, freeze=args.freeze, calc_map=args.map,
-        map_points=args.points, augment=None if args.augment == "none" else args.augment, seed=args.seed,
+        map_points=args.points, map_epochs=args.mAP_epochs, map_thresh=args.thresh, map_iou_thresh=args.iou_thresh,
+        augment=None if args.augment == "none" else args.augment, seed=args.seed,
         workers=args.workers, device=args.device, amp=not args.no_amp, loss=args.loss, max_batches=args.max_batches,
         backup=args.backup, show_details=args.show_details, progress=not args.quiet, chart=not args.no_chart,
-        dropout=args.dropout,
+        chart_file=args.chart, dropout=args.dropout,
     )
     try:
         train_detector(args.data, args.cfg, args.weights, options)
@@ -125,17 +153,154 @@ def _detector_train(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Darknet's command-line rules: a flag name matches exactly (``-i`` is never an abbreviation of
+    ``-iou_thresh``), and flags and file names may be interleaved, as ``find_arg`` allows."""
+
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+        self._has_commands = self._intermixing = False
+
+    def add_subparsers(self, **kwargs):  # noqa: ANN003, ANN201
+        self._has_commands = True
+        return super().add_subparsers(**kwargs)
+
+    def parse_known_args(self, args=None, namespace=None):  # noqa: ANN001, ANN201
+        if self._has_commands or self._intermixing:
+            return super().parse_known_args(args, namespace)
+        args = sys.argv[1:] if args is None else list(args)
+        for token in args:
+            if token == "--":
+                break
+            name = token.split("=", 1)[0]
+            if token[:1] == "-" and len(token) > 1 and not _NUMBER.fullmatch(token) and name not in self._option_string_actions:
+                names = list(self._option_string_actions)
+                close = [n for n in names if n.startswith(name)][:3] or difflib.get_close_matches(name, names, n=3)
+                self.error(f"unrecognized argument: {token}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
+_NUMBER = re.compile(r"-\d+|-\d*\.\d+")
+_FLAGS = {flag.name: flag for flag in dp.DARKNET_FLAGS}
+
+
+class _DarknetNote(argparse.Action):
+    """A flag of Darknet's table that this verb does not implement: kept for its one-line note
+    (``-h`` without a number is the help)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
+        if option_string == "-h" and not (values or "").isdigit():
+            parser.print_help()
+            parser.exit()
+        notes = dict(getattr(namespace, "darknet_notes", {}))
+        notes[option_string] = values if values != [] else None
+        namespace.darknet_notes = notes
+
+
+def _command(sub: argparse._SubParsersAction, name: str, text: str, darknet: bool = False) -> argparse.ArgumentParser:
+    """A subcommand whose ``text`` is both its line in the list and its ``--help`` description; a
+    Darknet command leaves ``-h`` to the flag table (pjreddie's ``-h N``; ``-h`` alone is the help)."""
+    p = sub.add_parser(name, help=text, description=text, add_help=not darknet)
+    if darknet:
+        p.add_argument("--help", action="help", help="show this help and exit (-h alone too)")
+    return p
+
+
+def _add_darknet_flags(p: argparse.ArgumentParser, verb: str, every_command_only: bool = False) -> None:
+    """Every flag of Darknet's table that ``p`` does not implement: accepted wherever it stands, a
+    note when given (``every_command_only``: just darknet.c's, such as ``-i``, for a non-detector command)."""
+    usage = p.format_usage().removeprefix("usage: ").rstrip()
+    group = p.add_argument_group("Darknet's other flags", "accepted where Darknet accepts them; each prints a note saying why it has no effect here")
+    for flag in dp.DARKNET_FLAGS:
+        if flag.name in p._option_string_actions or (every_command_only and flag.verbs != ("*",)):
+            continue
+        text = dp.flag_help(flag, verb) + (" (-h alone: this help)" if flag.name == "-h" else "")
+        group.add_argument(
+            flag.name, action=_DarknetNote, dest="darknet_notes", default=argparse.SUPPRESS, help=text.replace("%", "%%"),
+            nargs=0 if flag.kind is None else ("?" if flag.name == "-h" else None), type=None if flag.name == "-h" else flag.kind,
+            metavar=None if flag.kind is None else flag.metavar or {int: "N", float: "X"}.get(flag.kind, "VALUE"),
+        )
+    p.usage = f"{usage} [Darknet's flags]"
+
+
+def _notes(args: argparse.Namespace) -> list[str]:
+    verb = getattr(args, "verb", None) or args.command
+    lines = (dp.flag_note(_FLAGS[name], value, verb) for name, value in getattr(args, "darknet_notes", {}).items())
+    return [f"darknetpy: note: {line}" for line in lines if line]
+
+
+def _add_detection(p: argparse.ArgumentParser, verb: str) -> None:
+    """The options of ``detector test``, ``detect`` and ``demo``."""
+    p.add_argument("-thresh", type=float, default=None, help="probability threshold (AlexeyAB .25, pjreddie .5)")
+    p.add_argument("-hier", type=float, default=0.5, help="hierarchical threshold (YOLO9000 trees)")
+    p.add_argument("-nms", type=float, default=0.45, help="NMS threshold (0: off)")
+    p.add_argument("-nms_kind", default=None, choices=["default", "greedynms", "diounms"], help="NMS kind (default: the cfg's last layer)")
+    p.add_argument("-letter_box", action="store_true", help="letterbox the input (pjreddie always does)")
+    p.add_argument("-ext_output", action="store_true", help="print each box in pixels")
+    p.add_argument("-save_txt", metavar="FILE", help="write 'class prob objectness x y w h' lines")
+    if verb == "demo":
+        p.add_argument("-c", type=int, default=0, metavar="N", help="the camera to open when no video or stream is given (default 0)")
+        p.add_argument("-json_file_output", metavar="FILE", help="write the detections of every frame as JSON")
+        p.add_argument("-time_limit_sec", type=int, default=0, metavar="N", help="stop after N seconds (0: at the end of the video)")
+    else:
+        p.add_argument("-out", metavar="FILE", help="write the detections of every image as JSON")
+        p.add_argument("-out_dir", metavar="DIR", help="annotated images go here (default predictions.jpg, or predictions/ for several)")
+        p.add_argument("-save_labels", action="store_true", help="write each image's detections as its label file "
+                       "(AlexeyAB's path rule: the image's name with .txt, JPEGImages -> labels): pseudo-labelling")
+    p.add_argument("-out_filename", metavar="FILE", help="annotated video output (for video inputs)")
+    p.add_argument("-batch", type=int, default=4, help="images per forward pass")
+    p.add_argument("--half", "-half", action="store_true", help="bfloat16 inference (where the CPU supports it natively)")
+    _flavor(p)
+    _add_darknet_flags(p, verb)
+
+
+def _flavor(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--flavor", default=None, choices=["alexeyab", "pjreddie"],
+                   help="the Darknet fork whose rules apply (default: read from the weights header, else alexeyab)")
+
+
+def _add_detector_test(detector: argparse._SubParsersAction, sub: argparse._SubParsersAction) -> None:
+    p = _command(detector, "test", "detect objects in images, folders, image lists and videos (no image: paths from standard input)", darknet=True)
+    p.add_argument("items", nargs="+", metavar="[data] [cfg weights] input",
+                   help="a .data file (names), a cfg and its weights (none: the bundled Yolo-Fastest-1.1 COCO model), then images, "
+                        "folders, image lists and videos; none with a cfg: image paths from standard input, one a line")
+    _add_detection(p, "test")
+    p.set_defaults(handler=_detector_test)
+
+    p = _command(detector, "demo", "detect objects in every frame of a video file, a stream URL or a camera (-c N)", darknet=True)
+    p.add_argument("items", nargs="+", metavar="[data] [cfg weights] [video]",
+                   help="a .data file (names), a cfg and its weights (none: the bundled model), then a video file or stream URL "
+                        "(none: the camera of -c)")
+    _add_detection(p, "demo")
+    p.set_defaults(handler=_detector_demo)
+
+    p = _command(sub, "detect", "darknet detect: detector test of a cfg and its weights with the COCO names "
+                 "(no image: paths from standard input)", darknet=True)
+    p.add_argument("cfg", help="the network cfg")
+    p.add_argument("weights", help="its weights")
+    p.add_argument("inputs", nargs="*", metavar="image", help="images, folders, lists or videos (none: image paths from standard input)")
+    _add_detection(p, "detect")
+    p.set_defaults(handler=_detect)
+
+
 def _add_train(detector: argparse._SubParsersAction) -> None:
-    p = detector.add_parser("train", help="train the cfg on the .data file's train list (Darknet's update, weights and log)")
+    p = _command(detector, "train", "train the cfg on the .data file's train list (Darknet's update, weights and log)", darknet=True)
     p.add_argument("data", help="the .data file (classes, train, valid, names, backup)")
-    p.add_argument("cfg")
+    p.add_argument("cfg", help="the network cfg to train ([net] batch, subdivisions, max_batches, learning rate schedule)")
     p.add_argument("weights", nargs="?", help="start weights: full, partial (darknet53.conv.74), another class count, or a _last to resume")
-    p.add_argument("-map", action="store_true", help="mAP on the valid list every max(100, 4 epochs) iterations; _best.weights")
+    p.add_argument("-map", action="store_true", help="mAP on the valid list every -mAP_epochs epochs (at least 100 iterations); _best.weights")
+    p.add_argument("-mAP_epochs", type=int, default=4, metavar="N", help="epochs between two mAP calculations of -map (default 4)")
     p.add_argument("-points", type=int, default=0, help="mAP interpolation of -map (default 0: area under the curve)")
+    p.add_argument("-thresh", type=float, default=0.25, help="probability threshold of -map's P/R/F1 (default .25)")
+    p.add_argument("-iou_thresh", type=float, default=0.5, help="IoU of a match in -map's mAP (default .5)")
+    p.add_argument("-chart", metavar="FILE", help="write the loss chart here (default <backup>/chart.png; Darknet continues the chart of this file)")
     p.add_argument("-clear", action="store_true", help="start the iteration count at 0 (seen = 0)")
     p.add_argument("-show_details", action="store_true", help="every head's loss line each iteration")
-    p.add_argument("-dont_show", action="store_true", help="accepted for Darknet compatibility (chart.png is written, nothing shown)")
-    p.add_argument("-gpus", help="accepted for Darknet compatibility; use torchrun --nproc_per_node K for several devices")
     p.add_argument("--weights-cfg", help="the cfg the start weights were made for (e.g. the 80-class cfg of coco weights)")
     p.add_argument("--freeze", type=int, default=0, metavar="N", help="leave layers 0..N-1 untrained")
     p.add_argument("--augment", default="default", choices=["default", "alexeyab", "builtin", "pjreddie", "none"],
@@ -150,22 +315,23 @@ def _add_train(detector: argparse._SubParsersAction) -> None:
     p.add_argument("--dropout", type=float, help="set every [dropout] probability (0: off)")
     p.add_argument("--no-chart", action="store_true", help="do not write chart.png")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--flavor", default=None, choices=["alexeyab", "pjreddie"])
+    _flavor(p)
+    _add_darknet_flags(p, "train")
     p.set_defaults(handler=_detector_train)
 
 
 def _add_evaluation(detector: argparse._SubParsersAction) -> None:
     for verb, handler, text in (("map", _detector_map, "AlexeyAB's mAP of the .data file's valid list (Darknet's printout)"),
                                 ("valid", _detector_valid, "Darknet's result files: comp4_det_test_<class>.txt or coco_results.json")):
-        p = detector.add_parser(verb, help=text)
+        p = _command(detector, verb, text, darknet=True)
         p.add_argument("data", help="the .data file (classes, valid, names[, difficult, results, eval])")
-        p.add_argument("cfg")
-        p.add_argument("weights")
+        p.add_argument("cfg", help="the network cfg")
+        p.add_argument("weights", help="its weights")
         p.add_argument("-letter_box", action="store_true", help="letterbox the input (default: [net] letter_box; pjreddie always)")
         p.add_argument("-batch", type=int, default=8, help="images per forward pass")
         p.add_argument("--decoder", default="stb", choices=["stb", "opencv"], help="JPEG decoding: Darknet's stb_image pixels (default) or OpenCV (~40x faster)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
-        p.add_argument("--flavor", default=None, choices=["alexeyab", "pjreddie"])
+        _flavor(p)
         p.set_defaults(handler=handler)
         if verb == "map":
             p.add_argument("-points", type=int, default=0, help="0: area under the curve (default), 11: VOC2007, 101: COCO-style")
@@ -177,65 +343,51 @@ def _add_evaluation(detector: argparse._SubParsersAction) -> None:
             p.add_argument("-out", metavar="NAME", help="file name prefix (default comp4_det_test_ / coco_results)")
             p.add_argument("-eval", choices=["voc", "coco"], help="format (default: the .data file's eval=, else voc, as both Darknets)")
             p.add_argument("-results", metavar="DIR", help="output folder (default: the .data file's results=, else results/)")
+        _add_darknet_flags(p, verb)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="darknetpy", description="Darknet models as PyTorch modules.")
-    parser.add_argument("--version", action="version", version=f"darknetpy {dp.__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="darknetpy", description="Darknet models as PyTorch modules.")
+    parser.add_argument("--version", action="version", version=f"darknetpy {dp.__version__}", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, title="commands", metavar="command")
 
-    p = sub.add_parser("verify", help="check this port against Darknet dumps (case folders)")
+    p = _command(sub, "verify", "check this port against Darknet dumps (case folders)")
     p.add_argument("cases", nargs="+", help="case folders (shared/golden/* format)")
     p.add_argument("--only", help="comma list of checks: " + ",".join(dp.CHECKS))
     p.set_defaults(handler=_verify)
 
-    p = sub.add_parser("summary", help="Darknet's layer table of a cfg (no weights needed)")
-    p.add_argument("cfg")
+    p = _command(sub, "summary", "Darknet's layer table of a cfg (no weights needed)")
+    p.add_argument("cfg", help="the network cfg")
     p.add_argument("--json", action="store_true", help="layers and weights size as JSON")
-    p.add_argument("--flavor", default=None, choices=["alexeyab", "pjreddie"])
-    p.add_argument("--width", type=int, default=None)
-    p.add_argument("--height", type=int, default=None)
+    _flavor(p)
+    p.add_argument("--width", type=int, default=None, help="network width (default: the cfg's)")
+    p.add_argument("--height", type=int, default=None, help="network height (default: the cfg's)")
     p.set_defaults(handler=_summary)
 
-    p = sub.add_parser("convert", help=".weights <-> .pt (the .pt carries the cfg and the header)")
-    p.add_argument("source")
-    p.add_argument("target")
+    p = _command(sub, "convert", ".weights <-> .pt (the .pt carries the cfg and the header)")
+    p.add_argument("source", help="a Darknet .weights file (full or partial; give --cfg) or a .pt written by convert")
+    p.add_argument("target", help="the .pt to write (from a .weights source) or the .weights to write (from a .pt source: the original bytes)")
     p.add_argument("--cfg", help="the cfg of a .weights source")
     p.set_defaults(handler=_convert)
 
-    detector = sub.add_parser("detector", help="Darknet's detector verbs").add_subparsers(dest="verb", required=True)
-    p = detector.add_parser("test", help="detect objects in images, folders, image lists and videos")
-    p.add_argument("items", nargs="+", metavar="[data] [cfg weights] input", help="inputs; without a cfg the bundled Yolo-Fastest-1.1 COCO model")
-    p.add_argument("-thresh", type=float, default=None, help="probability threshold (AlexeyAB .25, pjreddie .5)")
-    p.add_argument("-hier", type=float, default=0.5, help="hierarchical threshold (YOLO9000 trees)")
-    p.add_argument("-nms", type=float, default=0.45, help="NMS threshold (0: off)")
-    p.add_argument("-nms_kind", default=None, choices=["default", "greedynms", "diounms"], help="NMS kind (default: the cfg's last layer)")
-    p.add_argument("-letter_box", action="store_true", help="letterbox the input (pjreddie always does)")
-    p.add_argument("-ext_output", action="store_true", help="print each box in pixels")
-    p.add_argument("-save_txt", metavar="FILE", help="write 'class prob objectness x y w h' lines")
-    p.add_argument("-out", metavar="FILE", help="write the detections of every image as JSON")
-    p.add_argument("-out_dir", metavar="DIR", help="annotated images go here (default predictions.jpg, or predictions/ for several)")
-    p.add_argument("-out_filename", metavar="FILE", help="annotated video output (for video inputs)")
-    p.add_argument("-dont_show", action="store_true", help="accepted for Darknet compatibility (nothing is shown)")
-    p.add_argument("-batch", type=int, default=4, help="images per forward pass")
-    p.add_argument("--half", "-half", action="store_true", help="bfloat16 inference (where the CPU supports it natively)")
-    p.add_argument("--flavor", default=None, choices=["alexeyab", "pjreddie"])
-    p.set_defaults(handler=_detector_test)
+    detector = _command(sub, "detector", "Darknet's detector verbs").add_subparsers(dest="verb", required=True, title="verbs", metavar="verb")
+    _add_detector_test(detector, sub)
     # <detector map/valid: evaluation subcommands go here>
     _add_evaluation(detector)
     _add_train(detector)
     # <detector calc_anchors goes here>
     _add_calc_anchors(detector)
 
-    p = sub.add_parser("partial", help="darknet partial: the first N layers, seen = 0")
-    p.add_argument("cfg")
-    p.add_argument("weights")
-    p.add_argument("output")
-    p.add_argument("layers", type=int)
-    p.add_argument("--flavor", default=None, choices=["alexeyab", "pjreddie"])
+    p = _command(sub, "partial", "darknet partial: the first N layers, seen = 0")
+    p.add_argument("cfg", help="the network cfg")
+    p.add_argument("weights", help="its weights")
+    p.add_argument("output", help="the partial weights file to write (e.g. yolov4-tiny.conv.29)")
+    p.add_argument("layers", type=int, help="how many layers to keep (N: layers 0..N-1)")
+    _flavor(p)
+    _add_darknet_flags(p, "partial", every_command_only=True)
     p.set_defaults(handler=_partial)
-    p = sub.add_parser("download", help="official weights files: list them, or download by name with their exact size checked")
+    p = _command(sub, "download", "official weights files: list them, or download by name with their exact size checked")
     p.add_argument("names", nargs="*", metavar="name", help="e.g. yolov4-tiny.weights darknet53.conv.74 (none: list the known files)")
     p.add_argument("-o", "--output", default=".", metavar="DIR", help="folder to download into (default: here)")
     p.set_defaults(handler=_download)
@@ -267,22 +419,22 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _add_export_and_serve(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="write the network as ONNX (dynamic batch; raw heads or decoded boxes)")
+    p = _command(sub, "export", "write the network as ONNX (dynamic batch; raw heads or decoded boxes)")
     p.add_argument("--format", default="onnx", choices=["onnx"], help="export format")
-    p.add_argument("cfg")
-    p.add_argument("weights")
+    p.add_argument("cfg", help="the network cfg")
+    p.add_argument("weights", help="its weights")
     p.add_argument("-o", "--output", help="the .onnx file (default: <weights name>[-decoded].onnx here)")
     p.add_argument("--decoded", action="store_true", help="output the candidate boxes (batch, boxes, 4+1+classes) instead of the heads")
     p.add_argument("--opset", type=int, default=dp.DEFAULT_OPSET, help=f"ONNX opset (default {dp.DEFAULT_OPSET})")
     p.add_argument("--batch", type=int, default=None, help="a fixed batch size (default: dynamic)")
     p.add_argument("--exporter", default="dynamo", choices=["dynamo", "torchscript"], help="torch's ONNX exporter (default dynamo)")
     p.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison with PyTorch")
-    p.add_argument("--flavor", default=None, choices=["alexeyab", "pjreddie"])
+    _flavor(p)
     p.set_defaults(handler=_export)
 
-    p = sub.add_parser("serve", help="HTTP prediction service: POST /predict (an image) -> JSON detections, GET /health")
-    p.add_argument("cfg", nargs="?", help="without a cfg and weights: the bundled Yolo-Fastest-1.1 COCO model")
-    p.add_argument("weights", nargs="?")
+    p = _command(sub, "serve", "HTTP prediction service: POST /predict (an image) -> JSON detections, GET /health")
+    p.add_argument("cfg", nargs="?", help="the network cfg (without a cfg and weights: the bundled Yolo-Fastest-1.1 COCO model)")
+    p.add_argument("weights", nargs="?", help="its weights")
     p.add_argument("--names", help="class names, one per line (e.g. cfg/coco.names)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: a free one)")
@@ -290,7 +442,7 @@ def _add_export_and_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-pixels", type=int, default=dp.DEFAULT_MAX_PIXELS, help="largest decoded image, width·height (larger: 413)")
     p.add_argument("--half", action="store_true", help="bfloat16 inference (where the CPU supports it natively)")
     p.add_argument("--decoder", default="stb", choices=["stb", "opencv"], help="JPEG decoding: Darknet's stb_image pixels (default) or OpenCV (~40x faster)")
-    p.add_argument("--flavor", default=None, choices=["alexeyab", "pjreddie"])
+    _flavor(p)
     p.set_defaults(handler=_serve)
 
 
@@ -340,8 +492,9 @@ def _data_stats(args: argparse.Namespace) -> int:
 
 
 def _add_data_tools(sub: argparse._SubParsersAction) -> None:
-    data = sub.add_parser("data", help="data sets: VOC and COCO to Darknet labels, split, check, stats").add_subparsers(dest="tool", required=True)
-    p = data.add_parser("voc", help="VOC XML + ImageSets -> labels, image lists, .names, .data (as voc_label.py)")
+    data = _command(sub, "data", "data sets: VOC and COCO to Darknet labels, split, check, stats").add_subparsers(
+        dest="tool", required=True, title="tools", metavar="tool")
+    p = _command(data, "voc", "VOC XML + ImageSets -> labels, image lists, .names, .data (as voc_label.py)")
     p.add_argument("root", help="a VOC folder (Annotations/, ImageSets/Main/, JPEGImages/) or a VOCdevkit of VOC<year> folders")
     p.add_argument("-o", "--out", default=".", help="where the lists, .names, .data and backup/ go (default: here)")
     p.add_argument("--names", help="class names in label order: a .names file or a,b,c (default: VOC's 20, else the names found, sorted)")
@@ -353,15 +506,15 @@ def _add_data_tools(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--link-images", action="store_true", help="leave the data set untouched: link its images into OUT and label them there")
     p.add_argument("--name", help="stem of the .names/.data files (default: voc, or the folder name)")
     p.set_defaults(handler=_data_voc)
-    p = data.add_parser("coco", help="COCO instances JSON -> labels (COCO ids to 0..79), image list, names")
+    p = _command(data, "coco", "COCO instances JSON -> labels (COCO ids to 0..79), image list, names")
     p.add_argument("instances", help="annotations/instances_<split>.json")
     p.add_argument("--images", help="the split's image folder (default: images/<split> or <split> beside annotations/)")
     p.add_argument("-o", "--out", help="where <split>.txt and the names go (default: the COCO folder)")
     p.add_argument("--mapping", default="auto", choices=["auto", "coco80", "sorted"], help="class numbering (default auto)")
     p.add_argument("--include-crowd", action="store_true", help="keep iscrowd=1 regions as boxes")
     p.set_defaults(handler=_data_coco)
-    p = data.add_parser("split", help="seeded random train/valid split of an image folder (8:2)")
-    p.add_argument("folder")
+    p = _command(data, "split", "seeded random train/valid split of an image folder (8:2)")
+    p.add_argument("folder", help="the image folder (labels beside the images)")
     p.add_argument("-o", "--out", help="where train.txt and valid.txt go (default: the folder's parent)")
     p.add_argument("--valid", type=float, default=0.2, help="valid fraction (default 0.2)")
     p.add_argument("--seed", type=int, default=0, help="the split's seed (default 0)")
@@ -370,7 +523,7 @@ def _add_data_tools(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_data_split)
     for verb, handler, text in (("check", _data_check, "every label file against its image; exit 1 on errors"),
                                 ("stats", _data_stats, "boxes per class and a box size histogram (PNG)")):
-        p = data.add_parser(verb, help=text)
+        p = _command(data, verb, text)
         p.add_argument("sources", nargs="+", help=".data files, image lists, image folders or images")
         p.add_argument("--classes", type=int, help="number of classes (default: the .data file's)")
         p.add_argument("--flavor", default="alexeyab", choices=["alexeyab", "pjreddie"], help="whose label paths (default alexeyab)")
@@ -387,7 +540,7 @@ def _add_data_tools(sub: argparse._SubParsersAction) -> None:
 
 
 def _detector_calc_anchors(args: argparse.Namespace) -> int:
-    report = dp.calc_anchors(args.data, args.num_of_clusters, args.width, args.height, seed=args.seed, show=args.show, restarts=args.restarts)
+    report = dp.calc_anchors(args.data, args.num_of_clusters, args.width, args.height, seed=args.seed, restarts=args.restarts)
     for problem in report.problems:
         print(f"darknetpy: warning: {problem}", file=sys.stderr)
     print(report)
@@ -396,15 +549,15 @@ def _detector_calc_anchors(args: argparse.Namespace) -> int:
 
 
 def _add_calc_anchors(detector: argparse._SubParsersAction) -> None:
-    p = detector.add_parser("calc_anchors", help="anchors by k-means (1 - IoU) on the train list's boxes; writes anchors.txt")
+    p = _command(detector, "calc_anchors", "anchors by k-means (1 - IoU) on the train list's boxes; writes anchors.txt", darknet=True)
     p.add_argument("data", help="the .data file (train= list, classes=)")
     p.add_argument("-num_of_clusters", type=int, default=5, help="number of anchors (Darknet's default 5)")
     p.add_argument("-width", type=int, default=-1, help="network width the anchors are for")
     p.add_argument("-height", type=int, default=-1, help="network height the anchors are for")
-    p.add_argument("-show", action="store_true", help="accepted for Darknet compatibility (nothing is drawn)")
     p.add_argument("--seed", type=int, default=0, help="srand() seed of the initial centres (default 0; Darknet uses the time)")
     p.add_argument("--restarts", type=int, default=dp.DEFAULT_RESTARTS,
                    help=f"k-means runs, the best average IoU kept (default {dp.DEFAULT_RESTARTS}; 1: Darknet's single run)")
+    _add_darknet_flags(p, "calc_anchors")
     p.set_defaults(handler=_detector_calc_anchors)
 
 
@@ -423,17 +576,17 @@ def _cfg_diff(args: argparse.Namespace) -> int:
 
 
 def _add_cfg_tools(sub: argparse._SubParsersAction) -> None:
-    cfg = sub.add_parser("cfg", help="cfg edits: classes for a custom data set, diff").add_subparsers(dest="tool", required=True)
-    p = cfg.add_parser("classes", help="set classes in every head and the filters of the conv feeding it")
+    cfg = _command(sub, "cfg", "cfg edits: classes for a custom data set, diff").add_subparsers(dest="tool", required=True, title="tools", metavar="tool")
+    p = _command(cfg, "classes", "set classes in every head and the filters of the conv feeding it")
     p.add_argument("classes", type=int, help="number of classes")
     p.add_argument("input", help="the cfg to start from")
     p.add_argument("output", help="the cfg to write (comments and layout kept)")
     p.add_argument("--max-batches", nargs="?", type=int, const=True, default=False, metavar="N",
                    help="also set max_batches (alone: max(2000*classes, 6000), AlexeyAB's rule) and steps at 80%% and 90%%")
     p.set_defaults(handler=_cfg_classes)
-    p = cfg.add_parser("diff", help="the keys that differ between two cfgs, by section (as Darknet reads them)")
-    p.add_argument("a")
-    p.add_argument("b")
+    p = _command(cfg, "diff", "the keys that differ between two cfgs, by section (as Darknet reads them)")
+    p.add_argument("a", help="the first cfg")
+    p.add_argument("b", help="the second cfg")
     p.set_defaults(handler=_cfg_diff)
 
 
@@ -445,6 +598,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
     warnings.formatwarning = _format_warning
+    for line in _notes(args):
+        print(line, file=sys.stderr)
     try:
         return args.handler(args)
     except dp.DarknetError as err:

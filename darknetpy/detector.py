@@ -1,33 +1,43 @@
-"""``darknetpy detector test``: Darknet's detection command over images, folders, lists and videos.
+"""``darknetpy detector test`` and ``demo``: Darknet's detection commands over images, folders,
+lists, videos, streams and cameras.
 
 Darknet: ``src/detector.c:test_detector`` (prints ``<image>: Predicted in ... milli-seconds.`` then
 ``name: NN%`` per box and class, with ``-ext_output`` the box in pixels; saves ``predictions.jpg``;
-``-out`` writes a JSON of all images). Without a cfg and weights the bundled Yolo-Fastest-1.1 COCO
-model is used.
+``-out`` writes a JSON of all images; ``-save_labels`` a label file per image; without an image it
+reads paths from standard input), ``src/demo.c:demo`` (a video file, stream or camera). Without a
+cfg and weights the bundled Yolo-Fastest-1.1 COCO model is used.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Iterator, Sequence
+from typing import IO
 
 import cv2
 import numpy as np
 
 from .data import DataConfig, read_names
+from .data.labels import label_path
 from .detect import Detection, detect, label_line
 from .errors import DataError, DarknetError
 from .image import draw_detections, load_image, save_image
 from .model import Darknet
 from .zoo import default_model, find_file
 
-__all__ = ["IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS", "expand_inputs", "load_detector", "DetectorTest", "run_detector_test"]
+__all__ = [
+    "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS", "PROMPT", "expand_inputs", "load_detector", "DetectorTest", "read_image_paths",
+    "run_detector_test", "run_detector_demo", "save_labels",
+]
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp"}
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mkv", ".mov", ".mpg", ".mpeg", ".m4v", ".webm"}
+PROMPT = "Enter Image Path: "
+_STREAM_TIMEOUT_MS = 10000  # opening or reading a network stream
 
 
 def expand_inputs(inputs: Sequence[str]) -> list[Path]:
@@ -109,18 +119,74 @@ class DetectorTest:
     out_json: str | None = None
     out_dir: str | None = None  # where annotated images go (default: predictions.jpg / predictions/)
     out_filename: str | None = None  # annotated video
+    save_labels: bool = False  # AlexeyAB's -save_labels: a label file beside each image (pseudo-labelling)
+    time_limit: float = 0.0  # demo's -time_limit_sec: stop reading a video after this many seconds (0: never)
     batch_size: int = 4
     progress: bool = True
     stream: IO[str] = field(default_factory=lambda: sys.stdout)
 
 
-def _frames(path: Path, batch: int) -> Iterator[list[np.ndarray]]:
-    cap = cv2.VideoCapture(str(path))
+def read_image_paths(stream: IO[str], prompt: IO[str] | None = None) -> Iterator[str]:
+    """Image paths from ``stream``, one a line, each read once the previous image is done: the loop of
+    Darknet's ``detector test`` without an image, which writes ``Enter Image Path: `` to ``prompt``
+    (give it where the input is a terminal) before each. Blank lines are skipped.
+    """
+    while True:
+        if prompt is not None:
+            prompt.write(PROMPT)
+            prompt.flush()
+        line = stream.readline()
+        if not line:
+            return
+        path = line.rstrip("\r\n")
+        if path.strip():
+            yield path
+
+
+def save_labels(image: "str | Path", detections: Sequence[Detection]) -> Path:
+    """AlexeyAB's ``-save_labels``: ``image``'s label file (:func:`darknetpy.data.labels.label_path`)
+    with a ``class x y w h`` line per box, for the box's best class above the threshold.
+
+    Darknet: ``src/detector.c:test_detector`` (``%d %2.4f %2.4f %2.4f %2.4f``; every image gets its
+    file, empty when nothing was found).
+    """
+    best: dict[tuple[float, float, float, float], Detection] = {}
+    for d in detections:  # one Detection per (box, class) above the threshold
+        key = (d.x, d.y, d.w, d.h)
+        if key not in best or d.score > best[key].score:
+            best[key] = d
+    target = label_path(image)
+    target.write_text("".join(f"{d.class_id} {d.x:2.4f} {d.y:2.4f} {d.w:2.4f} {d.h:2.4f}\n" for d in best.values()))
+    return target
+
+
+def _open_capture(source: "str | Path | int") -> cv2.VideoCapture:
+    """A video file, a stream URL (``rtsp://``, ``http://...mjpg``) or a camera index, opened."""
+    if isinstance(source, int):
+        cap = cv2.VideoCapture(source)
+        if not cap.isOpened():
+            raise DataError(f"camera {source}: cannot be opened (no such camera, or in use); give a video file or stream URL")
+        return cap
+    text = str(source)
+    if "://" in text:
+        timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, _STREAM_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, _STREAM_TIMEOUT_MS]
+        cap = cv2.VideoCapture(text, cv2.CAP_ANY, timeouts)
+        if not cap.isOpened():
+            raise DataError(f"{text}: cannot open the video stream")
+        return cap
+    if not Path(text).is_file():
+        raise DataError(f"{text}: no such video file")
+    cap = cv2.VideoCapture(text)
     if not cap.isOpened():
-        raise DataError(f"{path}: cannot open the video")
+        raise DataError(f"{text}: cannot open the video")
+    return cap
+
+
+def _frames(cap: cv2.VideoCapture, batch: int, time_limit: float = 0.0) -> Iterator[list[np.ndarray]]:
+    start = time.perf_counter()
     frames: list[np.ndarray] = []
     try:
-        while True:
+        while not (time_limit > 0 and time.perf_counter() - start > time_limit):
             ok, frame = cap.read()
             if not ok:
                 break
@@ -134,65 +200,104 @@ def _frames(path: Path, batch: int) -> Iterator[list[np.ndarray]]:
         cap.release()
 
 
-def run_detector_test(model: Darknet, inputs: Sequence[str], options: DetectorTest) -> list[list[Detection]]:
-    """Detect, print Darknet's lines, save the annotated images and the requested files."""
-    paths = expand_inputs(inputs)
-    if not paths:
-        raise DataError("no images to detect (give image files, folders, lists or videos)")
-    classes = len(model.names) if model.names else (model.heads[-1].options.classes if model.heads else 0)
-    images = [p for p in paths if p.suffix.lower() not in VIDEO_EXTENSIONS]
-    videos = [p for p in paths if p.suffix.lower() in VIDEO_EXTENSIONS]
-    out_dir = Path(options.out_dir) if options.out_dir else (Path("predictions") if len(images) > 1 else None)
+def _classes(model: Darknet) -> int:
+    return len(model.names) if model.names else (model.heads[-1].options.classes if model.heads else 0)
+
+
+def run_detector_test(model: Darknet, inputs: "Sequence[str] | Iterator[str]", options: DetectorTest) -> list[list[Detection]]:
+    """Detect, print Darknet's lines, save the annotated images and the requested files.
+
+    ``inputs``: images, folders, image lists and videos; or an iterator of image paths (as
+    :func:`read_image_paths` gives), each detected as it comes, its picture written to
+    ``predictions.jpg`` (or into ``out_dir``) as Darknet's ``Enter Image Path:`` loop does.
+    """
+    classes = _classes(model)
+    if isinstance(inputs, Iterator):
+        images: Iterable[Path] = (find_file(p) for p in inputs)
+        videos: list[Path] = []
+        out_dir = Path(options.out_dir) if options.out_dir else None
+        bar = _NoBar()
+    else:
+        paths = expand_inputs(inputs)
+        if not paths:
+            raise DataError("no images to detect (give image files, folders, lists or videos)")
+        images = [p for p in paths if p.suffix.lower() not in VIDEO_EXTENSIONS]
+        videos = [p for p in paths if p.suffix.lower() in VIDEO_EXTENSIONS]
+        out_dir = Path(options.out_dir) if options.out_dir else (Path("predictions") if len(images) > 1 else None)
+        bar = _progress(len(images), options.progress and len(images) > 1)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-    results: list[list[Detection]] = []
     records: list[tuple[str, list[Detection]]] = []
-    bar = _progress(len(images), options.progress and len(images) > 1)
-    for start in range(0, len(images), options.batch_size):
-        chunk = images[start : start + options.batch_size]
-        arrays = []
-        for p in chunk:
-            try:
-                arrays.append(load_image(p))
-            except DataError as err:
-                print(f"darknetpy: warning: {err}; skipped", file=sys.stderr)
-                arrays.append(None)
-        good = [(p, a) for p, a in zip(chunk, arrays) if a is not None]
-        t0 = time.perf_counter()
-        dets = detect(model, [a for _, a in good], options.thresh, options.nms, options.hier_thresh, options.letterbox, batch_size=options.batch_size, nms_kind=options.nms_kind) if good else []
-        ms = (time.perf_counter() - t0) * 1000 / max(1, len(good))
-        for (p, array), image_dets in zip(good, dets):
-            print(f"{p}: Predicted in {ms:.6f} milli-seconds.", file=options.stream)
-            for d in image_dets:
-                print(label_line(d, options.ext_output), file=options.stream)
-            target = (out_dir / f"{p.stem}.jpg") if out_dir is not None else Path("predictions.jpg")
-            save_image(draw_detections(array, image_dets, classes), target)
-            results.append(image_dets)
-            records.append((str(p), image_dets))
+    iterator = iter(images)
+    while chunk := list(itertools.islice(iterator, max(1, options.batch_size))):
+        records.extend(_detect_images(model, chunk, options, out_dir, classes))
         bar.update(len(chunk))
     bar.close()
+    results = [dets for _, dets in records]
     for video in videos:
         records.extend(_detect_video(model, video, options, classes))
     _write_outputs(records, options)
     return results
 
 
-def _detect_video(model: Darknet, video: Path, options: DetectorTest, classes: int) -> list[tuple[str, list[Detection]]]:
+def _detect_images(model: Darknet, chunk: list[Path], options: DetectorTest, out_dir: Path | None, classes: int) -> list[tuple[str, list[Detection]]]:
+    good = []
+    for p in chunk:
+        try:
+            good.append((p, load_image(p)))
+        except DataError as err:
+            print(f"darknetpy: warning: {err}; skipped", file=sys.stderr)
+    if not good:
+        return []
+    t0 = time.perf_counter()
+    dets = detect(model, [a for _, a in good], options.thresh, options.nms, options.hier_thresh, options.letterbox, batch_size=options.batch_size, nms_kind=options.nms_kind)
+    ms = (time.perf_counter() - t0) * 1000 / len(good)
+    records = []
+    for (p, array), image_dets in zip(good, dets):
+        print(f"{p}: Predicted in {ms:.6f} milli-seconds.", file=options.stream)
+        for d in image_dets:
+            print(label_line(d, options.ext_output), file=options.stream)
+        target = (out_dir / f"{p.stem}.jpg") if out_dir is not None else Path("predictions.jpg")
+        save_image(draw_detections(array, image_dets, classes), target)
+        if options.save_labels:
+            save_labels(p, image_dets)
+        records.append((str(p), image_dets))
+    return records
+
+
+def run_detector_demo(model: Darknet, source: "str | int", options: DetectorTest) -> list[list[Detection]]:
+    """``detector demo``: every frame of a video file, a stream URL or a camera (its index), with
+    Darknet's lines; ``out_filename`` writes the annotated video, ``out_json`` the frames' JSON
+    (AlexeyAB's ``-json_file_output``), ``time_limit`` stops it.
+
+    Darknet: ``src/demo.c:demo``, without its window, servers and frame averaging.
+
+    Raises:
+        DataError: the video, stream or camera cannot be opened.
+    """
+    records = _detect_video(model, source, options, _classes(model))
+    _write_outputs(records, options)
+    return [dets for _, dets in records]
+
+
+def _detect_video(model: Darknet, source: "str | Path | int", options: DetectorTest, classes: int) -> list[tuple[str, list[Detection]]]:
+    cap = _open_capture(source)
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    name = f"camera {source}" if isinstance(source, int) else str(source)
     records = []
     writer = None
     frame_id = 0
-    for frames in _frames(video, options.batch_size):
+    for frames in _frames(cap, options.batch_size, options.time_limit):
         dets = detect(model, frames, options.thresh, options.nms, options.hier_thresh, options.letterbox, batch_size=options.batch_size, nms_kind=options.nms_kind)
         for frame, image_dets in zip(frames, dets):
             frame_id += 1
-            print(f"{video} frame {frame_id}: {len(image_dets)} objects", file=options.stream)
+            print(f"{name} frame {frame_id}: {len(image_dets)} objects", file=options.stream)
             for d in image_dets:
                 print(label_line(d, options.ext_output), file=options.stream)
-            records.append((f"{video}#{frame_id}", image_dets))
+            records.append((f"{name}#{frame_id}", image_dets))
             if options.out_filename:
                 drawn = draw_detections(frame, image_dets, classes)
                 if writer is None:
-                    fps = cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FPS) or 25.0
                     writer = cv2.VideoWriter(options.out_filename, cv2.VideoWriter_fourcc(*"MJPG"), fps, (frame.shape[1], frame.shape[0]))
                 writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
     if writer is not None:

@@ -33,7 +33,7 @@ from .schedule import images_per_update, learning_rate
 from .transfer import StartReport, load_start_weights
 from .weights import read_header
 
-__all__ = ["TrainOptions", "TrainResult", "train_detector", "iteration_line"]
+__all__ = ["TrainOptions", "TrainResult", "train_detector", "iteration_line", "map_interval"]
 
 
 @dataclass
@@ -46,6 +46,9 @@ class TrainOptions:
     freeze: int = 0  # train only layers >= freeze
     calc_map: bool = False  # Darknet's -map: mAP on the valid list periodically, _best.weights
     map_points: int = 0
+    map_epochs: int = 4  # Darknet's -mAP_epochs: epochs between two mAP calculations
+    map_thresh: float = 0.25  # Darknet's -thresh and -iou_thresh, passed to the periodic mAP
+    map_iou_thresh: float = 0.5
     augment: str | None = "default"  # see DetectionDataset
     seed: int = 0
     workers: int = 2  # DataLoader workers
@@ -58,6 +61,7 @@ class TrainOptions:
     show_details: bool = False  # per-head loss lines
     progress: bool = True  # tqdm bar
     chart: bool = True  # chart.png
+    chart_file: str | None = None  # Darknet's -chart: where the chart goes (default <backup>/chart.png)
     dropout: float | None = None  # override every [dropout] p (0 turns them off)
     log: Callable[[str], None] | None = None
 
@@ -69,7 +73,7 @@ class TrainResult:
     final_weights: Path | None
     iteration: int
     losses: list[tuple[int, float]] = field(default_factory=list)  # (iteration, avg loss)
-    maps: list[tuple[int, float]] = field(default_factory=list)  # (iteration, mAP@0.50)
+    maps: list[tuple[int, float]] = field(default_factory=list)  # (iteration, mAP at map_iou_thresh)
     best_map: float | None = None
     start: StartReport | None = None
     images_per_second: float = 0.0
@@ -114,6 +118,15 @@ class _ChunkSampler(torch.utils.data.Sampler):
 def _distributed() -> tuple[int, int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def map_interval(map_epochs: int, train_images: int, batch: int) -> int:
+    """Iterations between two mAP calculations of ``-map``: ``map_epochs`` epochs of the train list,
+    at least 100; the next one comes at ``max(last + interval, burn_in)`` or at ``max_batches``.
+
+    Darknet: ``train_detector``'s ``calc_map_for_each`` and ``next_map_calc`` (AlexeyAB).
+    """
+    return max(100, map_epochs * train_images // batch)
 
 
 def _save_schedule(flavor: str, iteration: int, saveweights: int) -> bool:
@@ -209,8 +222,8 @@ def train_detector(
 
     result = TrainResult(None, iteration, start=start)
     train_images = len(read_image_list(datacfg.resolve(datacfg.get("train", "data/train.list"))))
-    map_every = max(100, 4 * train_images // batch)
-    next_map = max(net.burn_in, map_every) if o.calc_map else None
+    map_every = map_interval(o.map_epochs, train_images, batch)
+    last_map = iteration  # Darknet's iter_map
     best_map = -1.0
     avg_loss = -1.0
     avg_time = -1.0
@@ -220,7 +233,9 @@ def train_detector(
 
         bar = tqdm(total=net.max_batches, initial=iteration, unit="it", dynamic_ncols=True, file=sys.stderr)
     write = bar.write if bar is not None else log
-    chart_path = backup / "chart.png"
+    chart_path = Path(o.chart_file) if o.chart_file else backup / "chart.png"
+    if rank == 0 and o.chart:
+        chart_path.parent.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     images_done = 0
     batches = iter(loader)
@@ -293,9 +308,9 @@ def train_detector(
                     model.save_weights(backup / f"{base}_last.weights")
                 if _save_schedule(model.flavor.name, iteration, saveweights):
                     model.save_weights(backup / f"{base}_{iteration}.weights")
-            if next_map is not None and (iteration >= next_map or iteration == net.max_batches):
-                next_map = iteration + map_every
-                m = _periodic_map(model, datacfg, o.map_points, rank, world, write)
+            if o.calc_map and (iteration >= max(last_map + map_every, net.burn_in) or iteration == net.max_batches):
+                last_map = iteration
+                m = _periodic_map(model, datacfg, o, rank, world, write)
                 if m is not None:
                     result.maps.append((iteration, m))
                 if rank == 0 and m is not None and m >= best_map:
@@ -331,7 +346,7 @@ def train_detector(
     return result
 
 
-def _periodic_map(model: Darknet, datacfg: DataConfig, points: int, rank: int, world: int, write) -> float | None:
+def _periodic_map(model: Darknet, datacfg: DataConfig, o: TrainOptions, rank: int, world: int, write) -> float | None:
     """mAP on the valid list (rank 0), shared with every process; None (and a line) when it cannot
     be computed: a bad valid list must not end the training."""
     from .evaluate import evaluate_map
@@ -340,9 +355,9 @@ def _periodic_map(model: Darknet, datacfg: DataConfig, points: int, rank: int, w
     if rank == 0:
         write(" calculation mAP (mean average precision)...")
         try:
-            report = evaluate_map(model, datacfg, points=points)
+            report = evaluate_map(model, datacfg, points=o.map_points, iou_thresh=o.map_iou_thresh, thresh=o.map_thresh)
             value[0] = report.map
-            write(f" mean average precision (mAP@0.50) = {report.map:f}, or {100 * report.map:.2f} % ")
+            write(f" mean average precision (mAP@{o.map_iou_thresh:.2f}) = {report.map:f}, or {100 * report.map:.2f} % ")
         except DarknetError as err:
             write(f"mAP not computed: {err}")
     if world > 1:
