@@ -1,7 +1,8 @@
 """Check this port against a dump made by a Darknet build (a "case" folder).
 
 A case folder (format: ``shared/golden/README.md``) holds ``model.cfg``, ``model.weights``,
-``case.json`` and ``expected.npz`` with what Darknet computed; optionally ``model.conv.N`` and
+``case.json`` and ``expected.npz`` with what Darknet computed; optionally ``model.conv.N`` (or
+``model.conv.N.sha256``: its sha256 and size, ``sha256 <hex>`` and ``size <bytes>`` lines) and
 ``detections.txt``. Anyone with their own Darknet build can dump such a folder for their model
 and run ``darknetpy verify`` on it.
 
@@ -12,8 +13,10 @@ yet reports ``skipped``; one the case has no data for reports ``n/a``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -151,8 +154,29 @@ def check_train(case: Case) -> CheckResult:
     return _compare_layers(case, "train", "train_in_", run, -1)
 
 
+def _partial_references(folder: Path) -> list[tuple[int, str, Path]]:
+    """``(cutoff, name, path)`` of each ``model.conv.N`` of a case, as the file or as ``model.conv.N.sha256``."""
+    found = []
+    for path in sorted(folder.glob("model.conv.*")):
+        m = re.fullmatch(r"(model\.conv\.(\d+))(\.sha256)?", path.name)
+        if m:
+            found.append((int(m[2]), m[1], path))
+    return found
+
+
+def _same_bytes(data: bytes, reference: Path) -> bool:
+    """``data`` equals the file, or has the sha256 and size a ``.sha256`` digest file gives for it."""
+    if reference.suffix != ".sha256":
+        return data == reference.read_bytes()
+    try:
+        fields = dict(line.split(None, 1) for line in reference.read_text().splitlines() if line.strip())
+        return hashlib.sha256(data).hexdigest() == fields["sha256"].strip().lower() and len(data) == int(fields["size"])
+    except (KeyError, ValueError):
+        raise ParityError(f"{reference}: not a digest file (it needs lines 'sha256 <hex>' and 'size <bytes>')") from None
+
+
 def check_weights(case: Case) -> CheckResult:
-    """Load then save gives the same bytes; saving with a cutoff gives ``model.conv.N``."""
+    """Load then save gives the same bytes; saving with a cutoff gives ``model.conv.N`` (or its sha256)."""
     model = case.model()
     original = (case.path / "model.weights").read_bytes()
     details = []
@@ -162,19 +186,18 @@ def check_weights(case: Case) -> CheckResult:
         if out.read_bytes() != original:
             return CheckResult(case.name, "weights", FAILED, detail="load + save does not give back model.weights byte for byte")
         details.append("round trip")
-        for partial in sorted(case.path.glob("model.conv.*")):
-            cutoff = int(partial.suffix[1:])
+        for cutoff, name, reference in _partial_references(case.path):
             model.save_weights(out, cutoff=cutoff)
-            if out.read_bytes() != partial.read_bytes():
-                return CheckResult(case.name, "weights", FAILED, detail=f"save with cutoff {cutoff} differs from {partial.name}")
+            if not _same_bytes(out.read_bytes(), reference):
+                return CheckResult(case.name, "weights", FAILED, detail=f"save with cutoff {cutoff} differs from {reference.name}")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                again = Darknet(case.path / "model.cfg", partial, flavor=case.flavor)
+                again = Darknet(case.path / "model.cfg", out, flavor=case.flavor)  # the same bytes as Darknet's file
             for a, b in zip(model.layers[:cutoff], again.layers[:cutoff]):
                 for ta, tb in zip(a.weight_tensors(), b.weight_tensors()):
                     if not torch.equal(ta, tb):
-                        return CheckResult(case.name, "weights", FAILED, detail=f"{partial.name} loads different values into layer {a.index}")
-            details.append(partial.name)
+                        return CheckResult(case.name, "weights", FAILED, detail=f"{name} loads different values into layer {a.index}")
+            details.append(name if reference.name == name else f"{name} (sha256)")
     return CheckResult(case.name, "weights", PASSED, 0.0, 0.0, ", ".join(details) + " identical")
 
 

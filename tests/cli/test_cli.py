@@ -1,6 +1,7 @@
 """The command line: exit codes, output formats and the files it writes."""
 from __future__ import annotations
 
+import argparse
 import ast
 import json
 import subprocess
@@ -9,9 +10,9 @@ import sys
 import pytest
 
 import darknetpy
-from darknetpy.cli import main
+from darknetpy.cli import build_parser, main
 
-from ..conftest import GOLDEN, ROOT, ZOO, zoo_expected
+from ..conftest import GOLDEN, ROOT, ZOO, golden_file, needs_shared, zoo_expected
 
 pytestmark = pytest.mark.cli
 
@@ -67,6 +68,7 @@ def test_summary_of_the_bundled_yolov3_cfg_reports_the_official_size(capsys):
     assert "Total BFLOPS 65.879" in out
 
 
+@needs_shared("golden/pjreddie-yolov3-slim")
 def test_partial_reproduces_darknet_partial(tmp_path):
     case = GOLDEN / "pjreddie-yolov3-slim"
     out = tmp_path / "model.conv.74"
@@ -88,11 +90,12 @@ def test_convert_to_pt_and_back_gives_the_original_bytes(tmp_path):
 
 def test_convert_keeps_a_partial_file_partial(tmp_path):
     case = GOLDEN / "pjreddie-yolov3-tiny-slim"
+    partial = golden_file(case.name, "model.conv.15", tmp_path)  # Darknet's bytes (the fixtures hold its sha256)
     pt, back = tmp_path / "p.pt", tmp_path / "p.weights"
     with pytest.warns(UserWarning, match="partial"):
-        assert main(["convert", str(case / "model.conv.15"), str(pt), "--cfg", str(case / "model.cfg")]) == 0
+        assert main(["convert", str(partial), str(pt), "--cfg", str(case / "model.cfg")]) == 0
     assert main(["convert", str(pt), str(back)]) == 0
-    assert back.read_bytes() == (case / "model.conv.15").read_bytes()
+    assert back.read_bytes() == partial.read_bytes()
 
 
 def test_errors_print_one_line_and_exit_2(tmp_path, capsys):
@@ -105,3 +108,119 @@ def test_errors_print_one_line_and_exit_2(tmp_path, capsys):
 def test_entry_points_run(command):
     result = subprocess.run(command + ["--version"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.startswith("darknetpy ")
+
+
+def _parsers(parser, path=("darknetpy",)):
+    """Every parser of the command line, with its command path."""
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _parsers(sub, path + (name,))
+
+
+def test_every_argument_has_help_and_every_command_a_description():
+    missing = []
+    for path, parser in _parsers(build_parser()):
+        if len(path) > 1 and not parser.description:
+            missing.append(f"{' '.join(path)}: no description")
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            if isinstance(action, argparse._SubParsersAction):
+                missing += [f"{' '.join(path)} {a.dest}: no help" for a in action._choices_actions if not a.help]
+                continue
+            if not action.help:
+                missing.append(f"{' '.join(path)} {'/'.join(action.option_strings) or action.dest}: no help")
+    assert missing == []
+
+
+def test_convert_help_says_what_source_and_target_may_be(capsys):
+    with pytest.raises(SystemExit):
+        main(["convert", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "source a Darknet .weights file (full or partial; give --cfg) or a .pt written by convert" in text
+    assert "target the .pt to write (from a .weights source) or the .weights to write" in text
+
+
+DETECTOR_VERBS = {"test": ["x.jpg"], "demo": ["x.mp4"], "map": ["a.data", "b.cfg", "c.weights"],
+                  "valid": ["a.data", "b.cfg", "c.weights"], "train": ["a.data", "b.cfg"], "calc_anchors": ["a.data"]}
+
+
+def _verb_args(verb):
+    return (["detector", verb] if verb in DETECTOR_VERBS else [verb]) + DETECTOR_VERBS.get(verb, ["b.cfg", "c.weights"])
+
+
+def _implements(verb, name):
+    parser = dict(_parsers(build_parser()))[tuple(["darknetpy"] + _verb_args(verb)[: 2 if verb in DETECTOR_VERBS else 1])]
+    return type(parser._option_string_actions[name]).__name__ != "_DarknetNote"
+
+
+@pytest.mark.parametrize("verb", [*DETECTOR_VERBS, "detect"])
+def test_every_detector_verb_takes_every_darknet_flag_anywhere(verb):
+    flags = []
+    for flag in darknetpy.DARKNET_FLAGS:
+        flags += [flag.name] + ([] if flag.kind is None else [{int: "1", float: "0.5"}.get(flag.kind, "v")])
+    half = len(flags) // 2 - 1
+    while flags[half].startswith("-") is False:
+        half += 1
+    args = build_parser().parse_args(_verb_args(verb)[:2] + flags[:half] + _verb_args(verb)[2:] + flags[half:])
+    noted = set(getattr(args, "darknet_notes", {}))
+    assert noted == {f.name for f in darknetpy.DARKNET_FLAGS if not _implements(verb, f.name)}
+
+
+def test_a_flag_the_table_says_is_implemented_is_implemented_by_each_of_its_verbs():
+    verbs = set(DETECTOR_VERBS) | {"detect"}
+    for flag in darknetpy.DARKNET_FLAGS:
+        if not flag.instead and not flag.silent:
+            assert all(_implements(v, flag.name) for v in flag.verbs if v in verbs), flag.name
+
+
+def test_flag_names_match_exactly(capsys):
+    args = build_parser().parse_args(["detector", "map", "a.data", "b.cfg", "c.weights", "-i", "0", "-iou_thresh", "0.7"])
+    assert args.iou_thresh == 0.7 and args.darknet_notes == {"-i": 0}
+    for bad in (["-iou", "0.7"], ["-iou_t", "0.7"], ["-i0"], ["-mAP"], ["--dec", "opencv"]):
+        with pytest.raises(SystemExit) as exit_:
+            build_parser().parse_args(["detector", "map", "a.data", "b.cfg", "c.weights", *bad])
+        assert exit_.value.code == 2
+        assert f"unrecognized argument: {bad[0]}" in capsys.readouterr().err
+
+
+def test_notes_come_once_each_before_the_command_runs(tmp_path, capsys):
+    status = main(["detector", "map", str(tmp_path / "missing.data"), "b.cfg", "c.weights", "-dont_show",
+                   "-mjpeg_port", "1", "-mjpeg_port", "8090", "-i", "0", "-benchmark_layers", "-h", "480"])
+    err = capsys.readouterr().err.splitlines()
+    assert status == 2 and len(err) == 5
+    assert err[0] == ("darknetpy: note: -mjpeg_port 8090: Darknet's MJPEG stream of the loss chart (train) or the annotated video (demo) "
+                      "(train, demo); Darknet's `map` does not use it either")
+    assert err[1].startswith("darknetpy: note: -i 0: Darknet's GPU index; train takes --device")
+    assert err[2] == "darknetpy: note: -benchmark_layers: Darknet's forward time of every layer; time the layers with torch.profiler here"
+    assert err[3].startswith("darknetpy: note: -h 480: pjreddie's camera capture height")
+    assert err[4] == "darknetpy: b.cfg: cfg file not found"
+
+
+def test_detector_help_with_h_alone(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["detector", "demo", "-h"])
+    assert exit_.value.code == 0 and "Darknet's other flags" in capsys.readouterr().out
+
+
+def test_train_passes_darknets_flags_to_the_training(monkeypatch, capsys):
+    import darknetpy.train
+
+    got = {}
+    monkeypatch.setattr(darknetpy.train, "train_detector", lambda data, cfg, weights, options: got.update(options=options))
+    assert main(["detector", "train", "a.data", "b.cfg", "-map", "-mAP_epochs", "2", "-thresh", "0.3", "-iou_thresh", "0.6",
+                 "-chart", "c.png", "-gpus", "0,1", "w.conv.29"]) == 0
+    o = got["options"]
+    assert (o.calc_map, o.map_epochs, o.map_thresh, o.map_iou_thresh, o.chart_file) == (True, 2, 0.3, 0.6, "c.png")
+    assert capsys.readouterr().err.startswith("darknetpy: note: -gpus 0,1: Darknet's GPUs to train on (e.g. 0,1,2,3); "
+                                              "one device per process here: `torchrun --nproc_per_node K")
+
+
+def test_map_interval_is_darknets_calc_map_for_each():
+    from darknetpy.train import map_interval
+
+    assert map_interval(4, 2, 2) == 100  # at least 100 iterations
+    assert map_interval(4, 10000, 64) == 625 and map_interval(2, 10000, 64) == 312  # mAP_epochs * images / batch
+    assert map_interval(0, 10000, 64) == 100

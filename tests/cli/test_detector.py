@@ -11,14 +11,14 @@ import pytest
 import torch
 from PIL import Image
 
-from darknetpy import load_detector
+from darknetpy import load_detector, sample_image
 from darknetpy.cli import main
 
-from ..conftest import GOLDEN, ROOT, SHARED
+from ..conftest import GOLDEN, ROOT, SHARED, needs_shared
 
 pytestmark = pytest.mark.cli
 
-DOG = SHARED / "images" / "dog.jpg"
+DOG = sample_image()  # Darknet's data/dog.jpg, bundled
 
 
 @pytest.fixture(scope="module")
@@ -62,11 +62,12 @@ def test_dog_bicycle_and_car_with_darknets_probabilities_to_3_decimals(in_tmp, c
     assert "dog: 61%" in printed and "bicycle: 60%" in printed and "car: 54%" in printed
 
 
+@needs_shared("images")
 def test_several_images_folders_and_lists_go_to_a_predictions_folder(in_tmp, capsys):
     folder = in_tmp / "imgs"
     folder.mkdir()
-    for name in ("dog.jpg", "horses.jpg"):
-        (folder / name).write_bytes((SHARED / "images" / name).read_bytes())
+    (folder / "dog.jpg").write_bytes(DOG.read_bytes())
+    (folder / "horses.jpg").write_bytes((SHARED / "images" / "horses.jpg").read_bytes())
     (in_tmp / "list.txt").write_text(f"{SHARED / 'images' / 'person.jpg'}\nimgs/dog.jpg\n")
     out_json = in_tmp / "result.json"
     assert main(["detector", "test", str(folder), str(in_tmp / "list.txt"), "-out", str(out_json), "-thresh", "0.3"]) == 0

@@ -11,9 +11,9 @@ import pytest
 from darknetpy import voc_to_darknet
 from darknetpy.cli import main
 
-from ..conftest import SHARED
+from ..conftest import SHARED, needs_shared
 
-pytestmark = pytest.mark.cli
+pytestmark = [pytest.mark.cli, needs_shared("runs/bccd-darknet", "datasets/bccd")]
 
 RUN = SHARED / "runs" / "bccd-darknet"
 BCCD = SHARED / "datasets" / "bccd" / "BCCD"
@@ -24,8 +24,6 @@ PCT = r"\d+\.\d\d"
 @pytest.fixture(scope="module")
 def small(tmp_path_factory) -> Path:
     """Labels of BCCD by voc_to_darknet and a .data file whose valid list holds the first 8 test images."""
-    if not WEIGHTS.exists() or not BCCD.exists():
-        pytest.skip("shared/runs/bccd-darknet or shared/datasets/bccd is not present")
     out = tmp_path_factory.mktemp("bccd-cli")
     result = voc_to_darknet(BCCD, out, names=["RBC", "WBC", "Platelets"], train=["train"], valid=["test"], offset=False,
                             link_images=True, name="obj")

@@ -16,10 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from darknetpy import load_detector, start_server
+from darknetpy import load_detector, sample_image, start_server
 from darknetpy.image import load_image
 
-from ..conftest import ROOT, SHARED
+from ..conftest import ROOT
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -28,7 +28,7 @@ pytest.importorskip("multipart")
 pytestmark = pytest.mark.cli
 
 MAX_BYTES = 512 * 1024
-DOG = SHARED / "images" / "dog.jpg"
+DOG = sample_image()  # Darknet's data/dog.jpg, bundled
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +64,6 @@ def multipart(data: bytes, filename: str = "image.jpg", field: str = "image") ->
 
 
 def dog() -> bytes:
-    if not DOG.exists():
-        pytest.skip("../shared/images is not present")
     return DOG.read_bytes()
 
 

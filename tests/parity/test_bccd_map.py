@@ -17,9 +17,10 @@ from darknetpy import coco_evaluate, evaluate_detections, evaluate_map, load_det
 from darknetpy import evaluate as evaluate_module
 from darknetpy.cocoeval import to_coco
 
-from ..conftest import SHARED
+from ..conftest import SHARED, needs_shared
 
-pytestmark = [pytest.mark.parity, pytest.mark.slow]  # one pass over 72 images: 8-20 s
+pytestmark = [pytest.mark.parity, pytest.mark.slow,  # one pass over 72 images: 8-20 s
+              needs_shared("runs/bccd-darknet", "datasets/bccd")]
 
 RUN = SHARED / "runs" / "bccd-darknet"
 BCCD = SHARED / "datasets" / "bccd" / "BCCD"
@@ -32,8 +33,6 @@ PREFIXES = ("class_id = ", " for conf_thresh = ", " IoU threshold = ", " mean av
 def bccd(tmp_path_factory):
     """The .data file (valid = ImageSets/Main/test.txt), the model and its evaluation at -points 0 with
     the detections it used, captured so that -points 11 needs no second pass over the images."""
-    if not (RUN / "bccd-fastest_final.weights").exists() or not BCCD.exists():
-        pytest.skip("shared/runs/bccd-darknet or shared/datasets/bccd is not present")
     out = tmp_path_factory.mktemp("bccd-map")
     result = voc_to_darknet(BCCD, out, names=NAMES, train=["train"], valid=["test"], offset=False, link_images=True, name="obj")
     data = out / "obj.data"

@@ -99,9 +99,6 @@ def scratch():
 
 pytestmark = pytest.mark.parity
 
-if not (ZOO / "expected.json").exists():
-    pytest.skip("../shared/darknet-cfg is not present", allow_module_level=True)
-
 EXPECTED = zoo_expected()
 CASES = sorted(n for n, e in EXPECTED.items() if e["darknet"] == "ok")
 

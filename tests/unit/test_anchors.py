@@ -13,7 +13,7 @@ import pytest
 from darknetpy import DataError, calc_anchors
 from darknetpy.anchors import GlibcRand, anchors_avg_iou, darknet_kmeans
 
-from ..conftest import SHARED
+from ..conftest import SHARED, needs_shared
 
 pytestmark = pytest.mark.unit
 
@@ -47,8 +47,6 @@ def write_bccd_labels(out: Path, split: str = "train") -> Path:
 
 @pytest.fixture(scope="module")
 def bccd_data(tmp_path_factory) -> Path:
-    if not BCCD.exists():
-        pytest.skip("shared/datasets/bccd is not present")
     return write_bccd_labels(tmp_path_factory.mktemp("bccd"))
 
 
@@ -187,6 +185,7 @@ def test_no_boxes_is_an_error(tmp_path):
 
 # ---- BCCD against Darknet's run -----------------------------------------------------------------
 
+@needs_shared("datasets/bccd", "runs/bccd-darknet")
 def test_bccd_k6_320_is_stable_and_at_least_darknet(bccd_data, tmp_path):
     reference = json.loads((RUN / "reference.json").read_text())["calc_anchors"]
     first = calc_anchors(bccd_data, 6, 320, 320, output_dir=tmp_path)
@@ -209,6 +208,7 @@ def test_bccd_k6_320_is_stable_and_at_least_darknet(bccd_data, tmp_path):
     assert (tmp_path / "anchors.txt").read_text() == first.anchors_text()
 
 
+@needs_shared("datasets/bccd")
 def test_bccd_run_one_is_a_single_darknet_run_and_restarts_only_improve(bccd_data):
     single = calc_anchors(bccd_data, 6, 320, 320, seed=5, restarts=1, output_dir=None)
     many = calc_anchors(bccd_data, 6, 320, 320, seed=5, restarts=8, output_dir=None)
@@ -218,6 +218,7 @@ def test_bccd_run_one_is_a_single_darknet_run_and_restarts_only_improve(bccd_dat
     assert other.avg_iou != single.avg_iou  # the seed matters
 
 
+@needs_shared("datasets/bccd", "runs/bccd-darknet")
 def test_bccd_darknets_anchors_give_darknets_average(bccd_data):
     """Darknet's printed anchors (rounded) score 86.00 % only with the zero-size box counted."""
     reference = json.loads((RUN / "reference.json").read_text())["calc_anchors"]

@@ -19,12 +19,13 @@ from darknetpy import coco_evaluate, evaluate_detections, load_detector, validat
 from darknetpy.evaluate import darknet_iou, read_truths
 from darknetpy.valid import _image_id, collect_detections
 
-from ..conftest import SHARED
+from ..conftest import SHARED, needs_shared
 
 pytestmark = pytest.mark.unit
 
 RUN = SHARED / "runs" / "bccd-darknet"
 BCCD_IMAGES = SHARED / "datasets" / "bccd" / "BCCD" / "JPEGImages"
+needs_bccd_run = needs_shared("runs/bccd-darknet", "datasets/bccd")
 
 # four truths of one class, far apart; FAR overlaps none of them
 TRUTHS = [(0.1, 0.1, 0.1, 0.1), (0.3, 0.3, 0.1, 0.1), (0.5, 0.5, 0.1, 0.1), (0.7, 0.7, 0.1, 0.1)]
@@ -310,8 +311,6 @@ def test_coco_map_equals_pycocotools_on_more_sets(seed):
 @pytest.fixture(scope="module")
 def bccd_two(tmp_path_factory) -> Path:
     """A .data file whose valid list holds two BCCD images (no labels needed for valid)."""
-    if not (RUN / "bccd-fastest_final.weights").exists() or not BCCD_IMAGES.exists():
-        pytest.skip("shared/runs/bccd-darknet or shared/datasets/bccd is not present")
     out = tmp_path_factory.mktemp("valid")
     (out / "valid.txt").write_text("".join(f"{BCCD_IMAGES / n}.jpg\n" for n in ("BloodImage_00007", "BloodImage_00011")))
     (out / "obj.names").write_text("RBC\nWBC\nPlatelets\n")
@@ -336,6 +335,7 @@ def _corners(box, width: int, height: int, offset: float, low: float) -> list[fl
     return [max(xmin, low), max(ymin, low), min(xmax, float(width)), min(ymax, float(height))]
 
 
+@needs_bccd_run
 def test_valid_voc_files_are_darknets_comp4_lines(bccd_two, tmp_path):
     model = _model(bccd_two)
     report = validate(model, bccd_two, out_dir=tmp_path, format="voc")
@@ -365,6 +365,7 @@ def test_valid_voc_files_are_darknets_comp4_lines(bccd_two, tmp_path):
     assert min(scores) >= 0.001 and min(scores) < 0.005  # AlexeyAB's .001, not pjreddie's .005
 
 
+@needs_bccd_run
 def test_valid_coco_json_and_its_relation_to_the_voc_lines(bccd_two, tmp_path):
     """print_cocos: ``bbox = [xmin, ymin, xmax - xmin, ymax - ymin]`` of the 0-based box clamped to
     ``[0, w]``, so each voc corner is the coco one + 1 (the far edge only where the +1 box is not clamped).
@@ -405,6 +406,7 @@ def test_valid_coco_json_and_its_relation_to_the_voc_lines(bccd_two, tmp_path):
     assert float(first.split()[2]) == pytest.approx(x - w / 2 + 1, abs=1e-4)
 
 
+@needs_bccd_run
 def test_valid_pjreddie_letterboxes_keeps_005_and_takes_the_id_after_the_underscore(bccd_two, tmp_path):
     model = _model(bccd_two, "pjreddie")
     voc = validate(model, bccd_two, out_dir=tmp_path / "voc")  # pjreddie's default eval=voc
@@ -431,6 +433,7 @@ def test_coco_image_ids_of_both_forks(path, pjreddie, alexeyab):
     assert _image_id(path, "alexeyab") == alexeyab
 
 
+@needs_bccd_run
 def test_evaluate_map_refuses_bad_points_before_reading_anything(bccd_two, tmp_path):
     from darknetpy import DarknetError, evaluate_map
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from darknetpy import Darknet, DarknetError, parse_cfg_text, write_cfg
+from darknetpy import Darknet, DarknetError, parse_cfg_text, sample_image, write_cfg
 from darknetpy.cli import main
 from darknetpy.detect import network_boxes
 from darknetpy.export import DecodedHeads, RawHeads, check_onnx, export_onnx, onnx_detections, onnx_settings
@@ -26,7 +26,7 @@ pytest.importorskip("onnxscript")
 pytestmark = pytest.mark.unit
 
 TOL = 1e-4  # acceptance: onnxruntime gives the PyTorch outputs within 1e-4
-IMAGES = ["dog.jpg", "eagle.jpg", "giraffe.jpg"]
+SHARED_IMAGES = ["eagle.jpg", "giraffe.jpg"]  # after the bundled dog.jpg, where ../shared/images is present
 
 
 def _fastest() -> Darknet:
@@ -81,11 +81,10 @@ def exported(models, tmp_path_factory):
 
 
 def _images(model: Darknet, batch: int) -> torch.Tensor:
-    """Letterboxed real images when ../shared is present (random ones otherwise)."""
+    """Letterboxed real images: the bundled dog.jpg, then eagle.jpg and giraffe.jpg where ../shared has them."""
     _, h, w = model.input_shape
-    if (SHARED / "images").exists():
-        return torch.stack([prepare(SHARED / "images" / IMAGES[i % len(IMAGES)], w, h, True)[0] for i in range(batch)])
-    return torch.rand(batch, 3, h, w, generator=torch.Generator().manual_seed(batch))
+    paths = [sample_image()] + [SHARED / "images" / n for n in SHARED_IMAGES if (SHARED / "images" / n).exists()]
+    return torch.stack([prepare(paths[i % len(paths)], w, h, True)[0] for i in range(batch)])
 
 
 def _run(report, x: torch.Tensor) -> list[np.ndarray]:
@@ -148,9 +147,7 @@ def test_decoded_graph_gives_darknets_candidate_boxes(models, exported, name):
 @pytest.mark.slow  # the dynamo exporter takes 5-20 s per graph
 def test_decoded_graph_and_onnx_detections_give_detect(models, exported):
     model = models["yolo-fastest-1.1"]
-    image = SHARED / "images" / "dog.jpg"
-    if not image.exists():
-        pytest.skip("../shared/images is not present")
+    image = sample_image()
     report = exported("yolo-fastest-1.1", True)
     settings = onnx_settings(report.path)  # the model's defaults, stored in the file
     assert settings == {"net_size": (320, 320), "thresh": 0.25, "letterbox": False, "nms_kind": "greedynms", "beta_nms": 0.6}

@@ -158,7 +158,6 @@ def test_bfloat16_runs_and_is_close(golden):
     model.inference_plan = None
 
 
-@pytest.mark.skipif("alexeyab-yolo-fastest-1.1" not in GOLDEN_CASES, reason="no yolo-fastest case")
 def test_bfloat16_keeps_yolo_fastests_detections():
     from darknetpy.detect import detections_to_list, network_boxes
     from darknetpy.nms import do_nms_sort

@@ -16,15 +16,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from darknetpy import sample_image
 from darknetpy.errors import DataError
 from darknetpy.image import letterbox_image, to_tensor
 from darknetpy.jpeg import decode_jpeg, load_image_stb
 
-from ..conftest import GOLDEN, GOLDEN_CASES, SHARED
+from ..conftest import GOLDEN, GOLDEN_CASES
 
 pytestmark = pytest.mark.unit
 
-DOG = SHARED / "images" / "dog.jpg"
+DOG = sample_image()  # Darknet's data/dog.jpg, bundled
 # sha256 of stb_image's stbi_load(dog.jpg, 3) bytes (768x576, 4:4:0 sampling, restart interval 96)
 DOG_STB_SHA256 = "7d5849a5191fcfe2c7aab17fca58bc1a517935b99654c11c45c31aac6503e2a4"
 
@@ -160,8 +161,6 @@ def _jpeg(name: str) -> bytes:
 
 @pytest.fixture(scope="module")
 def dog() -> np.ndarray:
-    if not DOG.exists():
-        pytest.skip("../shared/images/dog.jpg is not present")
     return load_image_stb(DOG)
 
 

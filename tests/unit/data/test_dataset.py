@@ -14,12 +14,12 @@ from darknetpy import Darknet
 from darknetpy.data import DataConfig, DetectionDataset, collate, label_path, train_size
 from darknetpy.image import prepare
 
-from ...conftest import SHARED
+from ...conftest import SHARED, needs_shared
 
 pytestmark = pytest.mark.unit
 
 BCCD = SHARED / "datasets" / "bccd" / "BCCD"
-needs_bccd = pytest.mark.skipif(not BCCD.exists(), reason="shared/datasets/bccd is not present")
+needs_bccd = needs_shared("datasets/bccd")
 BCCD_NAMES = ["RBC", "WBC", "Platelets"]
 
 

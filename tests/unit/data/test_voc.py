@@ -9,14 +9,14 @@ import pytest
 from darknetpy import VOC_CLASSES, DataError, read_voc_xml, voc_to_darknet
 from darknetpy.data import DataConfig, label_path, read_image_list
 
-from ...conftest import SHARED
+from ...conftest import SHARED, needs_shared
 from . import write_voc
 
 pytestmark = pytest.mark.unit
 
 BCCD = SHARED / "datasets" / "bccd" / "BCCD"
 BCCD_NAMES = ["RBC", "WBC", "Platelets"]  # the reference run's class numbers (runs/bccd-darknet/reference.json)
-needs_bccd = pytest.mark.skipif(not BCCD.exists(), reason="shared/datasets/bccd is not present")
+needs_bccd = needs_shared("datasets/bccd")
 
 
 def _lines(path) -> list[list[float]]:
@@ -64,14 +64,14 @@ def test_bccd_boxes_with_voc_labels_offset(bccd_offset, image, line, cls, xmin, 
 
 
 @needs_bccd
+@needs_shared("runs/bccd-darknet")
 def test_bccd_plain_centre_is_the_reference_runs_label(bccd_plain):
     """Darknet's calc_anchors printed `Wrong label: BloodImage_00343.txt - j = 3, x = 0.282813, y = 0.685417`."""
     out, _ = bccd_plain
     _, x, y, w, h = _lines(out / "BCCD" / "labels" / "BloodImage_00343.txt")[3]
     assert (f"{x:.6f}", f"{y:.6f}", f"{w:.6f}", f"{h:.6f}") == ("0.282813", "0.685417", "0.000000", "0.000000")
     reference = SHARED / "runs" / "bccd-darknet" / "calc_anchors-k6-320.txt"
-    if reference.exists():
-        assert "j = 3, x = 0.282813, y = 0.685417, width = 0.000000, height = 0.000000" in reference.read_text()
+    assert "j = 3, x = 0.282813, y = 0.685417, width = 0.000000, height = 0.000000" in reference.read_text()
 
 
 @needs_bccd

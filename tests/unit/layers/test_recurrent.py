@@ -16,6 +16,7 @@ import torch
 from darknetpy import BadValueError, Darknet, DarknetError, FlavorError, ShapeError, parse_cfg_text
 from darknetpy.cfg import UnusedKeyWarning
 from darknetpy.summary import shape_model, summary_json
+from tests.conftest import ZOO, zoo_expected, zoo_flavor
 
 pytestmark = pytest.mark.unit
 
@@ -305,25 +306,23 @@ def test_history_shape():
     assert layer.history_size == 4 and layer.out_shape == (12, 4, 4) and layer.outputs == 12 * 16
 
 
-def test_zoo_recurrent_cfgs_match_darknet(shared):
-    from tests.conftest import zoo_expected, zoo_flavor
-
+def test_zoo_recurrent_cfgs_match_darknet():
     expected = zoo_expected()
     names = [n for n in expected if expected[n]["darknet"] == "ok" and any(k in n for k in ("rnn", "gru", "occlusion"))]
     assert len(names) >= 4
     for name in names:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            summary = summary_json(shape_model(shared / "darknet-cfg" / name, zoo_flavor(name)))
+            summary = summary_json(shape_model(ZOO / name, zoo_flavor(name)))
         got = [[l["type"], l["out_c"], l["out_h"], l["out_w"]] for l in summary["layers"]]
         assert got == expected[name]["layers"], name
         assert summary["weights_bytes"] == expected[name]["weights_bytes"], name
 
 
 @pytest.mark.parametrize("name", ["rnn.cfg", "rnn.train.cfg", "gru.cfg", "lstm.train.cfg", "crnn.train.cfg"])
-def test_alexeyab_rejected_zoo_cfgs_never_crash(shared, name):
+def test_alexeyab_rejected_zoo_cfgs_never_crash(name):
     # AlexeyAB's darknet stops on these with SIGFPE (avg_outputs / avg_counter in parse_network_cfg)
-    path = shared / "darknet-cfg" / "alexeyab" / name
+    path = ZOO / "alexeyab" / name
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -14,7 +14,7 @@ from darknetpy.loss import NetworkLoss
 from darknetpy.loss.iou import dx_box_iou
 from darknetpy.loss.verify import _truths_as_read
 
-from ...conftest import GOLDEN
+from ...conftest import GOLDEN, golden_params
 from . import at, iou, run, sig, yolo_model
 
 pytestmark = pytest.mark.unit
@@ -317,7 +317,7 @@ def test_where_the_forks_differ():
 
 
 @pytest.mark.parity
-@pytest.mark.parametrize("case", ["alexeyab-yolo-fastest-1.1", "alexeyab-yolov4-tiny"])
+@pytest.mark.parametrize("case", golden_params("alexeyab-yolo-fastest-1.1", "alexeyab-yolov4-tiny"))
 def test_golden_deltas_costs_and_log_lines(case):
     """The dumps' truths were written 5 floats apart into AlexeyAB's 6-float truth buffer: read
     that way (loss.verify._truths_as_read) everything matches bit for bit; read as given, Darknet's
@@ -325,8 +325,6 @@ def test_golden_deltas_costs_and_log_lines(case):
     from darknetpy.verify import Case
 
     folder = GOLDEN / case
-    if not (folder / "case.json").exists():
-        pytest.skip("shared/golden is not present")
     case = Case.open(folder)
     exp, model = case.expected(), case.model(train=True)
     zs = [torch.from_numpy(exp[f"train_in_{h.index}"]).view(1, *h.in_shape).clone().requires_grad_(True) for h in model.heads]

@@ -10,7 +10,7 @@ import torch
 from darknetpy.errors import DarknetError
 from darknetpy.loss import NetworkLoss
 
-from ...conftest import GOLDEN
+from ...conftest import GOLDEN, golden_params
 from . import at, iou, run, sig, yolo_model
 
 pytestmark = pytest.mark.unit
@@ -219,13 +219,11 @@ def test_sum_not_mean_pushes_objectness_down():
 
 
 @pytest.mark.parity
-@pytest.mark.parametrize("case", ["pjreddie-yolov3-slim", "pjreddie-yolov3-tiny-slim"])
+@pytest.mark.parametrize("case", golden_params("pjreddie-yolov3-slim", "pjreddie-yolov3-tiny-slim"))
 def test_golden_deltas_costs_and_log_lines(case):
     from darknetpy.verify import Case
 
     folder = GOLDEN / case
-    if not (folder / "case.json").exists():
-        pytest.skip("shared/golden is not present")
     case = Case.open(folder)
     exp, model = case.expected(), case.model(train=True)
     zs = [torch.from_numpy(exp[f"train_in_{h.index}"]).view(1, *h.in_shape).clone().requires_grad_(True) for h in model.heads]

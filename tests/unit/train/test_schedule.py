@@ -13,6 +13,8 @@ from darknetpy.flavor import ALEXEYAB
 from darknetpy.net import NetOptions
 from darknetpy.schedule import current_batch, images_per_update, learning_rate
 
+from ...conftest import SHARED, needs_shared
+
 pytestmark = pytest.mark.unit
 
 # Darknet returns the rate as a C float: values agree with the double formulas to float32 precision.
@@ -164,8 +166,9 @@ def test_current_batch_counts_darknets_images_per_update():
 _LINE = re.compile(r"^\s*(\d+): [-\d.]+, [-\d.]+ avg loss, ([\d.]+) rate, [\d.]+ seconds, (\d+) images")
 
 
-def test_bccd_rates_match_darknets_log(shared):
-    run = shared / "runs" / "bccd-darknet"
+@needs_shared("runs/bccd-darknet")
+def test_bccd_rates_match_darknets_log():
+    run = SHARED / "runs" / "bccd-darknet"
     net = NetOptions.from_section(read_cfg(run / "bccd-fastest.cfg").net, ALEXEYAB)
     assert (net.learning_rate, net.burn_in, net.steps, net.scales) == (0.001, 100, [320, 360], [0.1, 0.1])
     printed = {}

@@ -19,7 +19,7 @@ from darknetpy.schedule import learning_rate
 from darknetpy.train import TrainOptions, iteration_line, train_detector
 from darknetpy.transfer import load_start_weights
 
-from ...conftest import ROOT, SHARED
+from ...conftest import ROOT, SHARED, needs_shared
 
 pytestmark = pytest.mark.unit
 
@@ -270,7 +270,7 @@ FASTEST = SHARED / "models" / "yolo-fastest"
 BCCD_CFG = SHARED / "runs" / "bccd-darknet" / "bccd-fastest.cfg"
 
 
-@pytest.mark.skipif(not BCCD_CFG.exists(), reason="shared/runs/bccd-darknet is not present")
+@needs_shared("runs/bccd-darknet")
 def test_coco_weights_into_a_three_class_cfg():
     """yolo-fastest-1.1.weights (80 classes, recognised by size) into the 3-class BCCD cfg: the two
     convs before the heads are re-initialised and named, every other layer equals the COCO model."""
@@ -291,7 +291,7 @@ def test_coco_weights_into_a_three_class_cfg():
     assert "layer 120 not loaded" in text and "layer 129 not loaded" in text
 
 
-@pytest.mark.skipif(not BCCD_CFG.exists(), reason="shared/runs/bccd-darknet is not present")
+@needs_shared("runs/bccd-darknet")
 def test_partial_file_and_a_cfg_that_does_not_fit(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
