@@ -29,7 +29,7 @@ import torch
 from .errors import DarknetError, ParityError
 from .model import Darknet
 
-__all__ = ["CHECKS", "TOLERANCES", "CheckResult", "Case", "verify_case", "verify_paths", "format_result"]
+__all__ = ["CHECKS", "TOLERANCES", "CheckResult", "Case", "same_bytes", "verify_case", "verify_paths", "format_result"]
 
 # Tolerances, all relative to the largest magnitude of the reference array (golden README).
 TOLERANCES = {
@@ -164,7 +164,7 @@ def _partial_references(folder: Path) -> list[tuple[int, str, Path]]:
     return found
 
 
-def _same_bytes(data: bytes, reference: Path) -> bool:
+def same_bytes(data: bytes, reference: Path) -> bool:
     """``data`` equals the file, or has the sha256 and size a ``.sha256`` digest file gives for it."""
     if reference.suffix != ".sha256":
         return data == reference.read_bytes()
@@ -188,7 +188,7 @@ def check_weights(case: Case) -> CheckResult:
         details.append("round trip")
         for cutoff, name, reference in _partial_references(case.path):
             model.save_weights(out, cutoff=cutoff)
-            if not _same_bytes(out.read_bytes(), reference):
+            if not same_bytes(out.read_bytes(), reference):
                 return CheckResult(case.name, "weights", FAILED, detail=f"save with cutoff {cutoff} differs from {reference.name}")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

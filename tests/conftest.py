@@ -8,7 +8,6 @@ present, else the fixtures. A test that reads anything else of the shared folder
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings
@@ -18,7 +17,7 @@ import pytest
 import torch
 
 from darknetpy import Darknet
-from darknetpy.verify import Case
+from darknetpy.verify import Case, same_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DARKNETPY_SHARED", ROOT.parent / "shared")).resolve()
@@ -67,14 +66,12 @@ def golden_file(case: str, name: str, tmp_path: Path) -> Path:
     folder = GOLDEN / case
     if (folder / name).exists() or not (folder / f"{name}.sha256").exists():
         return folder / name
-    digest = dict(line.split() for line in (folder / f"{name}.sha256").read_text().splitlines() if line.strip())
     out = tmp_path / name
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = Darknet(folder / "model.cfg", folder / "model.weights", flavor=Case.open(folder).flavor)
     model.save_weights(out, cutoff=int(name.rsplit(".", 1)[1]))
-    data = out.read_bytes()
-    assert (hashlib.sha256(data).hexdigest(), len(data)) == (digest["sha256"], int(digest["size"])), f"{out} is not Darknet's {name}"
+    assert same_bytes(out.read_bytes(), folder / f"{name}.sha256"), f"{out} is not Darknet's {name}"
     return out
 
 
