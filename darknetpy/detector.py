@@ -54,8 +54,8 @@ def expand_inputs(inputs: Sequence[str]) -> list[Path]:
                 if line and not line.startswith("#"):
                     q = Path(line)
                     out.append(q if q.is_absolute() or q.exists() else base / q)
-        elif find_file(p).exists():
-            out.append(find_file(p))
+        elif (found := find_file(p)).exists():
+            out.append(found)
         else:
             raise DataError(f"{p}: no such image, folder, list or video")
     return out

@@ -68,12 +68,18 @@ def asset(relative: "str | os.PathLike") -> Path:
     parts = Path(relative).parts
     if not parts or Path(relative).is_absolute() or ".." in parts:
         raise DarknetError(f"{relative}: not a bundled file name (e.g. cfg/yolov3.cfg)")
+    found = _bundled(parts)
+    if found is None:
+        raise DarknetError(f"{relative}: no such bundled file (bundled: {', '.join(bundled_files())})")
+    return found
+
+
+def _bundled(parts: "tuple[str, ...]") -> Path | None:
+    """The bundled file of these relative path parts on disk, or None."""
     resource = importlib.resources.files(__package__).joinpath(ASSETS)
     for part in parts:
         resource = resource.joinpath(part)
-    if not resource.is_file():
-        raise DarknetError(f"{relative}: no such bundled file (bundled: {', '.join(bundled_files())})")
-    return _on_disk(resource, relative)
+    return _on_disk(resource, Path(*parts)) if resource.is_file() else None
 
 
 def bundled_files() -> list[str]:
@@ -102,16 +108,15 @@ def find_file(path: "str | os.PathLike") -> Path:
     """``path`` itself when it exists, else the bundled file of that name: ``cfg/yolov4-tiny.cfg``,
     ``data/dog.jpg`` or ``coco.names`` run from any folder, as in a Darknet checkout."""
     p = Path(path)
-    if p.exists() or p.is_absolute():
+    if p.exists() or p.is_absolute() or ".." in p.parts:
         return p
-    parts = p.parts
-    candidates = [parts] if len(parts) == 2 else [(folder, p.name) for folder in _FOLDERS] if len(parts) == 1 else []
-    for folder, name in candidates:
-        if folder in _FOLDERS:
-            try:
-                found = asset(f"{folder}/{name}")
-            except DarknetError:
-                continue
+    if len(p.parts) == 2:
+        candidates = [p.parts] if p.parts[0] in _FOLDERS else []
+    else:
+        candidates = [(folder, p.name) for folder in _FOLDERS] if len(p.parts) == 1 else []
+    for parts in candidates:
+        found = _bundled(parts)
+        if found is not None:
             logger.info("%s: not here; using the bundled %s", p, found)
             return found
     return p
@@ -119,7 +124,8 @@ def find_file(path: "str | os.PathLike") -> Path:
 
 def default_model() -> tuple[Path, Path, Path]:
     """(cfg, weights, names) of the bundled Yolo-Fastest-1.1 COCO model."""
-    return asset(DEFAULT_MODEL[0]), asset(DEFAULT_MODEL[1]), asset(DEFAULT_MODEL[2])
+    cfg, weights, names = (asset(name) for name in DEFAULT_MODEL)
+    return cfg, weights, names
 
 
 def sample_image() -> Path:
